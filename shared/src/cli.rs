@@ -1,0 +1,70 @@
+//! Command-line flags both handlers share. Each flag has an environment fallback so the
+//! Deployments configure the binaries through `env:` alone.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line, for log pipelines.
+    Json,
+    /// Human-readable lines, for a terminal.
+    Text,
+}
+
+/// Flags common to both handler binaries.
+#[derive(Clone, Debug, Args)]
+pub struct CommonArgs {
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+
+    /// How long to wait for the Kubernetes API server at startup before giving up.
+    #[arg(long, env = "CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+}
+
+/// Parses durations written as `<n>ms`, `<n>s`, `<n>m` or `<n>h` (a bare number is seconds).
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid duration {value:?}: expected e.g. 500ms, 10s, 5m, 1h"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!(
+            "invalid duration {value:?}: unit must be ms, s, m or h"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn bad_durations_are_refused_with_a_hint() {
+        for bad in ["", "s", "10x", "-1s", "1.5s"] {
+            let err = parse_duration(bad).expect_err(bad);
+            assert!(err.contains("invalid duration"), "{bad}: {err}");
+        }
+    }
+}

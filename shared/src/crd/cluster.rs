@@ -1,0 +1,128 @@
+//! `MultigresCluster`: what a user writes. The cluster-handler fans it out into an Etcd and
+//! one Cell per entry of `spec.cells`.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{ComponentSpec, ComponentStatus, Phase, PoolerTemplate, ReadyCount};
+use super::components::EtcdSpec;
+
+/// A Multigres cluster: global topology (etcd) plus one or more cells.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "multigres.com",
+    version = "v1alpha1",
+    kind = "MultigresCluster",
+    plural = "multigresclusters",
+    shortname = "mgc",
+    namespaced,
+    status = "ClusterStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    category = "multigres",
+    doc = "A Multigres cluster: horizontally scalable PostgreSQL.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Ready", type_ = "boolean", json_path = ".status.ready"),
+    printcolumn(
+        name = "Cells",
+        type_ = "integer",
+        json_path = ".status.cells.replicas"
+    ),
+    printcolumn(
+        name = "Cells-Ready",
+        type_ = "integer",
+        json_path = ".status.cells.readyReplicas"
+    ),
+    printcolumn(
+        name = "Trace",
+        type_ = "string",
+        json_path = ".status.lastTraceId",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MultigresClusterSpec {
+    /// The global topology server (etcd) of the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<EtcdSpec>,
+
+    /// Gateway settings for every cell (a cell may refine them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<ComponentSpec>,
+
+    /// Orchestrator settings for every cell (a cell may refine them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orch: Option<ComponentSpec>,
+
+    /// Pooler settings for every cell (a cell may refine them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<PoolerTemplate>,
+
+    /// The cells of the cluster; one cell named `default` when empty. Names are unique.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub cells: Vec<CellTemplate>,
+}
+
+/// One cell of a cluster, with optional settings that refine the cluster-wide ones.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CellTemplate {
+    /// Cell name: a lowercase DNS label of at most 20 characters, unique in the cluster.
+    #[schemars(
+        length(min = 1, max = 20),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+
+    /// Gateway settings of this cell, over the cluster's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<ComponentSpec>,
+
+    /// Orchestrator settings of this cell, over the cluster's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orch: Option<ComponentSpec>,
+
+    /// Pooler settings of this cell, over the cluster's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooler: Option<PoolerTemplate>,
+}
+
+/// Status of a cluster: its own conditions plus ready counts of everything under it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    #[serde(flatten)]
+    pub core: ComponentStatus,
+
+    /// Pending, Progressing, Healthy or Degraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+
+    /// Etcd members wanted and ready.
+    #[serde(default)]
+    pub etcd: ReadyCount,
+
+    /// Cells wanted and ready.
+    #[serde(default)]
+    pub cells: ReadyCount,
+
+    /// Gateway pods wanted and ready, over all cells.
+    #[serde(default)]
+    pub gateway: ReadyCount,
+
+    /// Orchestrator pods wanted and ready, over all cells.
+    #[serde(default)]
+    pub orch: ReadyCount,
+
+    /// Pooler pods wanted and ready, over all cells.
+    #[serde(default)]
+    pub pooler: ReadyCount,
+}

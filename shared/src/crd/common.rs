@@ -1,0 +1,338 @@
+//! Types shared by several kinds: the common pod shape of a component, storage, topology,
+//! and the status blocks.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+
+use super::schema::undocumented;
+use serde::{Deserialize, Serialize};
+
+/// The pod-level settings every Multigres component shares. Unset fields take the defaults of
+/// [`crate::defaults`]; in a `MultigresCluster` a cell's own settings win field by field over
+/// the cluster-wide template (see [`ComponentSpec::overlay`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentSpec {
+    /// Container image, e.g. `ghcr.io/multigres/multigres:main`. Defaults per component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^[A-Za-z0-9][A-Za-z0-9._/:@-]*$')",
+        "message": "image must be an image reference such as registry.example.com/team/app:v1.2 (letters, digits and . _ / : @ - only, no spaces)"
+    }]))]
+    pub image: Option<String>,
+
+    /// When the kubelet pulls the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+
+    /// Secrets used to pull the image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[schemars(schema_with = "undocumented::<Vec<LocalObjectReference>>")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+
+    /// Number of pods. Defaults per component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 64))]
+    pub replicas: Option<i32>,
+
+    /// CPU and memory requests and limits of the main container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "undocumented::<Option<ResourceRequirements>>")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Pod affinity rules, passed through to the pod template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "undocumented::<Option<Affinity>>")]
+    pub affinity: Option<Affinity>,
+
+    /// Pod tolerations, passed through to the pod template.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[schemars(schema_with = "undocumented::<Vec<Toleration>>")]
+    pub tolerations: Vec<Toleration>,
+
+    /// Node selector, passed through to the pod template.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Topology spread constraints, passed through to the pod template.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    #[schemars(schema_with = "undocumented::<Vec<TopologySpreadConstraint>>")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+
+    /// Extra pod labels. They never override the labels the operator sets.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_labels: BTreeMap<String, String>,
+
+    /// Extra pod annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+
+    /// Service account the pods run as. Defaults to the namespace's `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[schemars(regex(
+        pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+    ))]
+    pub service_account_name: Option<String>,
+}
+
+impl ComponentSpec {
+    /// This spec with every unset field taken from `base`: how a cell's settings refine the
+    /// cluster-wide template. Collections count as set when non-empty.
+    pub fn overlay(&self, base: &ComponentSpec) -> ComponentSpec {
+        let Self {
+            image,
+            image_pull_policy,
+            image_pull_secrets,
+            replicas,
+            resources,
+            affinity,
+            tolerations,
+            node_selector,
+            topology_spread_constraints,
+            pod_labels,
+            pod_annotations,
+            service_account_name,
+        } = self;
+        ComponentSpec {
+            image: image.clone().or_else(|| base.image.clone()),
+            image_pull_policy: image_pull_policy.or(base.image_pull_policy),
+            image_pull_secrets: non_empty_or(image_pull_secrets, &base.image_pull_secrets),
+            replicas: replicas.or(base.replicas),
+            resources: resources.clone().or_else(|| base.resources.clone()),
+            affinity: affinity.clone().or_else(|| base.affinity.clone()),
+            tolerations: non_empty_or(tolerations, &base.tolerations),
+            node_selector: non_empty_map_or(node_selector, &base.node_selector),
+            topology_spread_constraints: non_empty_or(
+                topology_spread_constraints,
+                &base.topology_spread_constraints,
+            ),
+            pod_labels: non_empty_map_or(pod_labels, &base.pod_labels),
+            pod_annotations: non_empty_map_or(pod_annotations, &base.pod_annotations),
+            service_account_name: service_account_name
+                .clone()
+                .or_else(|| base.service_account_name.clone()),
+        }
+    }
+}
+
+fn non_empty_or<T: Clone>(own: &[T], base: &[T]) -> Vec<T> {
+    if own.is_empty() { base } else { own }.to_vec()
+}
+
+fn non_empty_map_or(
+    own: &BTreeMap<String, String>,
+    base: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    if own.is_empty() { base } else { own }.clone()
+}
+
+/// Image pull policy of the component's containers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ImagePullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl ImagePullPolicy {
+    /// The value Kubernetes expects in `imagePullPolicy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+}
+
+/// Persistent storage of a stateful component (one PVC per pod). Immutable once set, because
+/// a StatefulSet's volume claim templates cannot change.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self == oldSelf",
+    "message": "storage cannot be changed after creation (volume claim templates are immutable)"
+}]))]
+pub struct StorageSpec {
+    /// Size of each pod's volume, as a Kubernetes quantity (e.g. `10Gi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))",
+        "message": "storage size must be a positive quantity such as 10Gi"
+    }]))]
+    pub size: Option<String>,
+
+    /// Storage class of the volumes; the cluster default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[schemars(regex(
+        pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+    ))]
+    pub storage_class_name: Option<String>,
+}
+
+/// Where a component finds the global topology server (the cluster's etcd).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TopoSpec {
+    /// Comma-separated `host:port` list of the global etcd client endpoints,
+    /// e.g. `demo-etcd-client.default.svc:2379`.
+    #[schemars(length(min = 1, max = 1024))]
+    pub global_server_addresses: String,
+
+    /// Root path of the global topology in etcd. Defaults to `/multigres/global`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"^/"))]
+    pub global_root: Option<String>,
+}
+
+/// The pooler's settings: the shared pod shape plus its postgres side and storage.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolerTemplate {
+    #[serde(flatten)]
+    pub component: ComponentSpec,
+
+    /// Image of the postgres sidecar (pgctld), e.g. `ghcr.io/multigres/pgctld:main`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^[A-Za-z0-9][A-Za-z0-9._/:@-]*$')",
+        "message": "postgresImage must be an image reference such as registry.example.com/team/app:v1.2 (letters, digits and . _ / : @ - only, no spaces)"
+    }]))]
+    pub postgres_image: Option<String>,
+
+    /// The postgres data volume of each pooler pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+}
+
+impl PoolerTemplate {
+    /// This template with unset fields taken from `base` (see [`ComponentSpec::overlay`]).
+    pub fn overlay(&self, base: &PoolerTemplate) -> PoolerTemplate {
+        PoolerTemplate {
+            component: self.component.overlay(&base.component),
+            postgres_image: self
+                .postgres_image
+                .clone()
+                .or_else(|| base.postgres_image.clone()),
+            storage: self.storage.clone().or_else(|| base.storage.clone()),
+        }
+    }
+}
+
+/// Status of one component: what its workload reports, and which trace last acted on it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Pods the workload wants.
+    #[serde(default)]
+    pub replicas: i32,
+
+    /// Pods that are ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+
+    /// True when every wanted pod is ready and the spec was acted on.
+    #[serde(default)]
+    pub ready: bool,
+
+    /// Standard conditions: `Ready`, plus `Progressing` and `Degraded` where they apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// Trace id (32 hex digits) of the reconcile that last acted on a new generation;
+    /// look it up in the trace backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_trace_id: Option<String>,
+}
+
+/// Where an aggregating resource (a cluster or a cell) stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Phase {
+    /// Nothing has been created yet.
+    Pending,
+    /// Children exist and are converging.
+    Progressing,
+    /// Every child is ready.
+    Healthy,
+    /// Something that was ready is not any more.
+    Degraded,
+}
+
+/// Ready and wanted counts of one kind of child.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadyCount {
+    #[serde(default)]
+    pub replicas: i32,
+    #[serde(default)]
+    pub ready_replicas: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_takes_own_fields_and_fills_the_rest_from_base() {
+        let base = ComponentSpec {
+            image: Some("base/img:1".into()),
+            replicas: Some(2),
+            node_selector: BTreeMap::from([("disk".into(), "ssd".into())]),
+            pod_labels: BTreeMap::from([("team".into(), "data".into())]),
+            ..Default::default()
+        };
+        let own = ComponentSpec {
+            replicas: Some(5),
+            node_selector: BTreeMap::from([("zone".into(), "c".into())]),
+            ..Default::default()
+        };
+        let merged = own.overlay(&base);
+        assert_eq!(merged.replicas, Some(5));
+        assert_eq!(merged.image.as_deref(), Some("base/img:1"));
+        // Maps are replaced as a whole, not merged key by key.
+        assert_eq!(merged.node_selector, own.node_selector);
+        assert_eq!(merged.pod_labels, base.pod_labels);
+        assert_eq!(ComponentSpec::default().overlay(&base), base);
+    }
+
+    #[test]
+    fn pooler_overlay_covers_storage_and_postgres_image() {
+        let base = PoolerTemplate {
+            postgres_image: Some("pg:1".into()),
+            storage: Some(StorageSpec {
+                size: Some("20Gi".into()),
+                storage_class_name: None,
+            }),
+            ..Default::default()
+        };
+        let own = PoolerTemplate {
+            component: ComponentSpec {
+                replicas: Some(1),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let merged = own.overlay(&base);
+        assert_eq!(merged.component.replicas, Some(1));
+        assert_eq!(merged.postgres_image.as_deref(), Some("pg:1"));
+        assert_eq!(merged.storage, base.storage);
+    }
+}

@@ -1,0 +1,202 @@
+//! The four component kinds the resource-handler turns into workloads.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{ComponentSpec, ComponentStatus, PoolerTemplate, StorageSpec, TopoSpec};
+
+/// Etcd: the global topology server of a cluster, run as a StatefulSet with a headless peer
+/// Service and a client Service.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "multigres.com",
+    version = "v1alpha1",
+    kind = "Etcd",
+    plural = "etcds",
+    namespaced,
+    status = "ComponentStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    category = "multigres",
+    doc = "An etcd cluster serving Multigres topology.",
+    printcolumn(name = "Ready", type_ = "boolean", json_path = ".status.ready"),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas"),
+    printcolumn(
+        name = "Ready-Replicas",
+        type_ = "integer",
+        json_path = ".status.readyReplicas"
+    ),
+    printcolumn(
+        name = "Trace",
+        type_ = "string",
+        json_path = ".status.lastTraceId",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.replicas) || (self.replicas % 2 == 1 && self.replicas <= 9)",
+    "message": "etcd replicas must be an odd number from 1 to 9 so that the members keep quorum"
+}]))]
+pub struct EtcdSpec {
+    #[serde(flatten)]
+    pub component: ComponentSpec,
+
+    /// The data volume of each member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+}
+
+/// MultiGateway: the PostgreSQL-protocol entry point of a cell, run as a Deployment and Service.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "multigres.com",
+    version = "v1alpha1",
+    kind = "MultiGateway",
+    plural = "multigateways",
+    namespaced,
+    status = "ComponentStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    category = "multigres",
+    doc = "The query gateway of one Multigres cell.",
+    printcolumn(name = "Cell", type_ = "string", json_path = ".spec.cell"),
+    printcolumn(name = "Ready", type_ = "boolean", json_path = ".status.ready"),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas"),
+    printcolumn(
+        name = "Ready-Replicas",
+        type_ = "integer",
+        json_path = ".status.readyReplicas"
+    ),
+    printcolumn(
+        name = "Trace",
+        type_ = "string",
+        json_path = ".status.lastTraceId",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MultiGatewaySpec {
+    #[serde(flatten)]
+    pub component: ComponentSpec,
+
+    /// Name of the Multigres cell this gateway serves.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub cell: String,
+
+    /// The global topology server.
+    pub topo: TopoSpec,
+}
+
+/// MultiOrch: the failover orchestrator of a cell, run as a Deployment and Service.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "multigres.com",
+    version = "v1alpha1",
+    kind = "MultiOrch",
+    plural = "multiorchs",
+    namespaced,
+    status = "ComponentStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    category = "multigres",
+    doc = "The orchestrator of one Multigres cell.",
+    printcolumn(name = "Cell", type_ = "string", json_path = ".spec.cell"),
+    printcolumn(name = "Ready", type_ = "boolean", json_path = ".status.ready"),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas"),
+    printcolumn(
+        name = "Ready-Replicas",
+        type_ = "integer",
+        json_path = ".status.readyReplicas"
+    ),
+    printcolumn(
+        name = "Trace",
+        type_ = "string",
+        json_path = ".status.lastTraceId",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MultiOrchSpec {
+    #[serde(flatten)]
+    pub component: ComponentSpec,
+
+    /// Name of the Multigres cell this orchestrator watches.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub cell: String,
+
+    /// The global topology server.
+    pub topo: TopoSpec,
+}
+
+/// MultiPooler: connection pooler and PostgreSQL of a cell, run as a StatefulSet with a
+/// headless Service and one data volume per pod.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "multigres.com",
+    version = "v1alpha1",
+    kind = "MultiPooler",
+    plural = "multipoolers",
+    namespaced,
+    status = "ComponentStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    category = "multigres",
+    doc = "The pooler and PostgreSQL instances of one Multigres cell.",
+    printcolumn(name = "Cell", type_ = "string", json_path = ".spec.cell"),
+    printcolumn(name = "Ready", type_ = "boolean", json_path = ".status.ready"),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas"),
+    printcolumn(
+        name = "Ready-Replicas",
+        type_ = "integer",
+        json_path = ".status.readyReplicas"
+    ),
+    printcolumn(
+        name = "Trace",
+        type_ = "string",
+        json_path = ".status.lastTraceId",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MultiPoolerSpec {
+    #[serde(flatten)]
+    pub pooler: PoolerTemplate,
+
+    /// Name of the Multigres cell this pooler belongs to.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub cell: String,
+
+    /// The global topology server.
+    pub topo: TopoSpec,
+}

@@ -1,0 +1,104 @@
+//! Every default of the API in one place. Specs leave fields unset; builders resolve them here,
+//! so changing a default is one edit and the CRD schema never disagrees with the code.
+
+use crate::crd::{ComponentSpec, ImagePullPolicy};
+
+/// Image of etcd members.
+pub const ETCD_IMAGE: &str = "gcr.io/etcd-development/etcd:v3.6.14";
+/// Image running `multigateway`, `multiorch` and `multipooler`.
+pub const MULTIGRES_IMAGE: &str = "ghcr.io/multigres/multigres:main";
+/// Image of the postgres side of a pooler pod.
+pub const PGCTLD_IMAGE: &str = "ghcr.io/multigres/pgctld:main";
+/// Pull policy when a spec sets none.
+pub const IMAGE_PULL_POLICY: ImagePullPolicy = ImagePullPolicy::IfNotPresent;
+
+/// Volume size of each etcd member.
+pub const ETCD_STORAGE_SIZE: &str = "1Gi";
+/// Volume size of each pooler's postgres data.
+pub const POOLER_STORAGE_SIZE: &str = "10Gi";
+
+/// The cell a cluster gets when `spec.cells` is empty.
+pub const DEFAULT_CELL_NAME: &str = "default";
+/// Root path of the global topology in etcd.
+pub const GLOBAL_TOPO_ROOT: &str = "/multigres/global";
+
+/// The component a spec describes, for picking its defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Component {
+    Etcd,
+    Gateway,
+    Orch,
+    Pooler,
+}
+
+impl Component {
+    /// Default number of pods: three etcd members for quorum, two gateways and two poolers
+    /// (a primary and a replica) for availability, one orchestrator.
+    pub const fn default_replicas(self) -> i32 {
+        match self {
+            Self::Etcd => 3,
+            Self::Gateway => 2,
+            Self::Orch => 1,
+            Self::Pooler => 2,
+        }
+    }
+
+    /// Default container image.
+    pub const fn default_image(self) -> &'static str {
+        match self {
+            Self::Etcd => ETCD_IMAGE,
+            Self::Gateway | Self::Orch | Self::Pooler => MULTIGRES_IMAGE,
+        }
+    }
+
+    /// Replicas of `spec`, or this component's default.
+    pub fn replicas(self, spec: &ComponentSpec) -> i32 {
+        spec.replicas.unwrap_or(self.default_replicas())
+    }
+
+    /// Image of `spec`, or this component's default.
+    pub fn image(self, spec: &ComponentSpec) -> String {
+        spec.image
+            .clone()
+            .unwrap_or_else(|| self.default_image().to_string())
+    }
+
+    /// Pull policy of `spec`, or the default.
+    pub fn image_pull_policy(self, spec: &ComponentSpec) -> ImagePullPolicy {
+        spec.image_pull_policy.unwrap_or(IMAGE_PULL_POLICY)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_fields_take_component_defaults() {
+        let spec = ComponentSpec::default();
+        assert_eq!(Component::Etcd.replicas(&spec), 3);
+        assert_eq!(Component::Orch.replicas(&spec), 1);
+        assert_eq!(Component::Etcd.image(&spec), ETCD_IMAGE);
+        assert_eq!(Component::Pooler.image(&spec), MULTIGRES_IMAGE);
+        assert_eq!(
+            Component::Gateway.image_pull_policy(&spec),
+            ImagePullPolicy::IfNotPresent
+        );
+    }
+
+    #[test]
+    fn set_fields_win_over_defaults() {
+        let spec = ComponentSpec {
+            replicas: Some(0),
+            image: Some("example.com/etcd:v9".into()),
+            image_pull_policy: Some(ImagePullPolicy::Always),
+            ..Default::default()
+        };
+        assert_eq!(Component::Etcd.replicas(&spec), 0);
+        assert_eq!(Component::Etcd.image(&spec), "example.com/etcd:v9");
+        assert_eq!(
+            Component::Etcd.image_pull_policy(&spec),
+            ImagePullPolicy::Always
+        );
+    }
+}

@@ -1,0 +1,78 @@
+//! Connecting to the Kubernetes API at startup, with errors that tell the user what to fix.
+
+use std::time::Duration;
+
+use kube::api::ListParams;
+use kube::{Api, Client, Config, Resource};
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+/// Why a handler could not start talking to its cluster.
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    #[error(
+        "no Kubernetes configuration found; set KUBECONFIG to a kubeconfig file or run inside a pod with a service account"
+    )]
+    NoConfig(#[source] kube::config::InferConfigError),
+
+    #[error("cannot build a Kubernetes client")]
+    Client(#[source] kube::Error),
+
+    #[error("cannot reach the Kubernetes API server at {url}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("the Kubernetes API server at {url} did not answer within {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+
+    #[error(
+        "the custom resource {crd} is not installed; install the CRDs first: kubectl apply -f manifests/crds/"
+    )]
+    MissingCrd { crd: String },
+
+    #[error("cannot list {crd} to check that its CRD is installed")]
+    CrdCheck {
+        crd: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Infers the client configuration (KUBECONFIG, ~/.kube/config or in-cluster) and checks the
+/// API server answers within `timeout`.
+pub async fn connect(timeout: Duration) -> Result<Client, ConnectError> {
+    let config = Config::infer().await.map_err(ConnectError::NoConfig)?;
+    let url = config.cluster_url.to_string();
+    let client = Client::try_from(config).map_err(ConnectError::Client)?;
+    match tokio::time::timeout(timeout, client.apiserver_version()).await {
+        Ok(Ok(version)) => {
+            tracing::info!(%url, version = %version.git_version, "connected to the Kubernetes API server");
+            Ok(client)
+        }
+        Ok(Err(source)) => Err(ConnectError::Unreachable { url, source }),
+        Err(_) => Err(ConnectError::Timeout { url, timeout }),
+    }
+}
+
+/// Fails with an install hint unless the CRD of `K` is served. Uses a one-item list, which the
+/// handler's own RBAC allows, instead of reading CustomResourceDefinitions.
+pub async fn ensure_crd<K>(client: &Client) -> Result<(), ConnectError>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let crd = format!("{}.{}", K::plural(&()), K::group(&()));
+    let api: Api<K> = Api::all(client.clone());
+    match api.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => {
+            Err(ConnectError::MissingCrd { crd })
+        }
+        Err(source) => Err(ConnectError::CrdCheck { crd, source }),
+    }
+}
