@@ -9,6 +9,7 @@ pub mod crd;
 pub mod defaults;
 pub mod kubeconnect;
 pub mod logging;
+pub mod meta;
 pub mod process;
 pub mod samples;
 #[doc(hidden)]

@@ -1,0 +1,190 @@
+//! The local control plane is real and complete: CRDs install, the API server validates our
+//! samples, controller-manager + scheduler + kwok run pods, and Tempo stores traces, including
+//! the API server's own spans.
+
+use std::time::Duration;
+
+use e2e::tempo::{self, Tempo};
+use e2e::{TestEnv, install_crds, wait_until, with_namespace};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
+use kube::{Api, Client};
+use shared::samples::{Sample, load_dir, samples_dir};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn client() -> (TestEnv, Client) {
+    let env = TestEnv::load();
+    let client = e2e::k8s::admin_client(&env).await;
+    install_crds(&client).await;
+    (env, client)
+}
+
+/// An API for the kind of `sample` in `ns`.
+fn api_for(client: &Client, ns: &str, sample: &Sample) -> Api<DynamicObject> {
+    let crd = shared::crd::all_crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == sample.kind())
+        .unwrap_or_else(|| panic!("{}: unknown kind {}", sample.path.display(), sample.kind()));
+    let gvk = GroupVersionKind::gvk(shared::crd::GROUP, shared::crd::VERSION, sample.kind());
+    let resource = ApiResource::from_gvk_with_plural(&gvk, &crd.spec.names.plural);
+    Api::namespaced_with(client.clone(), ns, &resource)
+}
+
+fn as_dynamic(sample: &Sample) -> DynamicObject {
+    serde_json::from_value(sample.object.clone())
+        .unwrap_or_else(|e| panic!("{}: {e}", sample.path.display()))
+}
+
+#[tokio::test]
+async fn crds_install_and_are_established() {
+    let (_, client) = client().await;
+    let names = install_crds(&client).await;
+    assert_eq!(
+        names,
+        [
+            "cells.multigres.com",
+            "etcds.multigres.com",
+            "multigateways.multigres.com",
+            "multigresclusters.multigres.com",
+            "multiorchs.multigres.com",
+            "multipoolers.multigres.com",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn valid_samples_are_accepted() {
+    let (_, client) = client().await;
+    with_namespace(&client, "valid", |client, ns| async move {
+        let samples = load_dir(&samples_dir()).expect("samples load");
+        assert!(samples.len() >= 3);
+        for sample in &samples {
+            let created = api_for(&client, &ns.name, sample)
+                .create(&PostParams::default(), &as_dynamic(sample))
+                .await
+                .unwrap_or_else(|e| panic!("{} refused: {e}", sample.path.display()));
+            assert_eq!(created.metadata.name.as_deref(), Some(sample.name()));
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn invalid_samples_are_refused_with_their_message() {
+    let (_, client) = client().await;
+    with_namespace(&client, "invalid", |client, ns| async move {
+        let samples = load_dir(&samples_dir().join("invalid")).expect("samples load");
+        assert!(samples.len() >= 3);
+        let mut wrong = Vec::new();
+        for sample in &samples {
+            let expect = sample.expect.clone().expect("invalid sample has `# expect:`");
+            match api_for(&client, &ns.name, sample)
+                .create(&PostParams::default(), &as_dynamic(sample))
+                .await
+            {
+                Ok(_) => wrong.push(format!("{}: accepted", sample.path.display())),
+                Err(kube::Error::Api(status)) if status.code == 422 && status.message.contains(&expect) => {}
+                Err(e) => wrong.push(format!(
+                    "{}: expected 422 containing {expect:?}, got {e}",
+                    sample.path.display()
+                )),
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deployment_gets_ready_pods_on_kwok_nodes() {
+    let (_, client) = client().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let ready_nodes = wait_until("two Ready nodes", TIMEOUT, || {
+        let nodes = nodes.clone();
+        async move {
+            let list = nodes.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+            let ready: Vec<String> = list
+                .iter()
+                .filter(|n| {
+                    n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
+                        c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                    })
+                })
+                .filter_map(|n| n.metadata.name.clone())
+                .collect();
+            if ready.len() >= 2 { Ok(ready) } else { Err(format!("ready nodes: {ready:?}")) }
+        }
+    })
+    .await;
+    with_namespace(&client, "deploy", |client, ns| async move {
+        let deploy: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]}
+                }
+            }
+        }))
+        .expect("deployment object");
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+        deployments
+            .create(&PostParams::default(), &deploy)
+            .await
+            .expect("deployment created");
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+        let ready_pods = wait_until("2 Running+Ready pods of the Deployment", TIMEOUT, || {
+            let pods = pods.clone();
+            async move {
+                let list = pods.list(&ListParams::default().labels("app=web")).await.map_err(|e| e.to_string())?;
+                let seen: Vec<(String, String, bool)> = list
+                    .iter()
+                    .map(|p| {
+                        let st = p.status.clone().unwrap_or_default();
+                        let ready = st.conditions.unwrap_or_default().iter().any(|c| c.type_ == "Ready" && c.status == "True");
+                        (p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(), st.phase.unwrap_or_default(), ready)
+                    })
+                    .collect();
+                let ok = seen.iter().filter(|(node, phase, ready)| !node.is_empty() && phase == "Running" && *ready).count();
+                if ok == 2 { Ok(seen) } else { Err(format!("(node, phase, ready): {seen:?}")) }
+            }
+        })
+        .await;
+        for (node, _, _) in &ready_pods {
+            assert!(ready_nodes.contains(node), "pod on unknown node {node}");
+        }
+        let status = deployments.get_status("web").await.expect("deployment status").status.unwrap_or_default();
+        assert_eq!(status.ready_replicas, Some(2), "deployment status: {status:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_span_sent_over_otlp_http_can_be_read_back_from_tempo() {
+    let env = TestEnv::load();
+    let tempo = Tempo::new(&env.tempo_url);
+    let (trace_id, span_id) = tempo::new_ids();
+    tempo::push_test_span(&env.otlp_http_endpoint, "multigres-e2e", "e2e probe", &trace_id, &span_id)
+        .await
+        .expect("OTLP/HTTP push accepted");
+    let spans = wait_until("the pushed span in Tempo", TIMEOUT, || {
+        let tempo = tempo.clone();
+        let trace_id = trace_id.clone();
+        async move {
+            match tempo.trace(&trace_id).await? {
+                Some(spans) if !spans.is_empty() => Ok(spans),
+                _ => Err(format!("trace {trace_id} not found yet")),
+            }
+        }
+    })
+    .await;
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    assert_eq!(spans[0].span_id, span_id);
+    assert_eq!(spans[0].name, "e2e probe");
+    assert_eq!(spans[0].service, "multigres-e2e");
+    assert_eq!(spans[0].attributes["e2e.check"], "otlp-http");
+}

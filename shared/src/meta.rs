@@ -1,0 +1,163 @@
+//! Names, labels and owner references of the objects the handlers create. Both handlers use
+//! these, so the cluster-handler's idea of a child's name (e.g. the etcd client Service it points
+//! components at) always matches what the resource-handler builds.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::{Resource, ResourceExt};
+
+/// Field manager of the cluster-handler's server-side applies.
+pub const CLUSTER_HANDLER_MANAGER: &str = "multigres-cluster-handler";
+/// Field manager of the resource-handler's server-side applies.
+pub const RESOURCE_HANDLER_MANAGER: &str = "multigres-resource-handler";
+
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+pub const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// The Multigres cluster an object belongs to.
+pub const LABEL_CLUSTER: &str = "multigres.com/cluster";
+/// The Multigres cell an object belongs to.
+pub const LABEL_CELL: &str = "multigres.com/cell";
+
+/// Longest name of a StatefulSet whose pods still get valid `controller-revision-hash` labels
+/// (name + '-' + 10-character hash ≤ 63).
+pub const MAX_STATEFULSET_NAME: usize = 52;
+/// Longest DNS label (Service, Deployment and most object names).
+pub const MAX_DNS_LABEL: usize = 63;
+
+/// The `app.kubernetes.io/component` value of each workload kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComponentLabel {
+    Etcd,
+    Gateway,
+    Orch,
+    Pooler,
+}
+
+impl ComponentLabel {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Etcd => "etcd",
+            Self::Gateway => "multigateway",
+            Self::Orch => "multiorch",
+            Self::Pooler => "multipooler",
+        }
+    }
+}
+
+/// Labels that select the pods of one component instance; they are part of immutable
+/// selectors, so they never change for an existing object.
+pub fn selector_labels(component: ComponentLabel, instance: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_NAME.to_string(), "multigres".to_string()),
+        (LABEL_INSTANCE.to_string(), instance.to_string()),
+        (LABEL_COMPONENT.to_string(), component.as_str().to_string()),
+    ])
+}
+
+/// The standard labels of an object made by `manager` for one component instance.
+pub fn standard_labels(
+    component: ComponentLabel,
+    instance: &str,
+    manager: &str,
+) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(component, instance);
+    labels.insert(LABEL_PART_OF.to_string(), "multigres".to_string());
+    labels.insert(LABEL_MANAGED_BY.to_string(), manager.to_string());
+    labels
+}
+
+/// `ours` plus the user's labels or annotations that do not collide with ours.
+pub fn merge_user_map(
+    ours: &BTreeMap<String, String>,
+    user: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut merged = user.clone();
+    merged.extend(ours.iter().map(|(k, v)| (k.clone(), v.clone())));
+    merged
+}
+
+/// A controller owner reference to `owner`, so garbage collection deletes the child with it.
+/// `None` when the owner has no uid yet (it was never stored).
+pub fn controller_owner_ref<K: Resource<DynamicType = ()>>(owner: &K) -> Option<OwnerReference> {
+    let mut reference = owner.controller_owner_ref(&())?;
+    reference.block_owner_deletion = Some(true);
+    Some(reference)
+}
+
+/// Name of the etcd cluster of a MultigresCluster.
+pub fn cluster_etcd_name(cluster: &str) -> String {
+    format!("{cluster}-etcd")
+}
+
+/// Name of the Cell object for cell `cell` of a MultigresCluster.
+pub fn cell_object_name(cluster: &str, cell: &str) -> String {
+    format!("{cluster}-{cell}")
+}
+
+/// Names of a cell's component objects (`<cell object>-gateway` and so on).
+pub fn cell_component_name(cell_object: &str, component: ComponentLabel) -> String {
+    let suffix = match component {
+        ComponentLabel::Etcd => "etcd",
+        ComponentLabel::Gateway => "gateway",
+        ComponentLabel::Orch => "orch",
+        ComponentLabel::Pooler => "pooler",
+    };
+    format!("{cell_object}-{suffix}")
+}
+
+/// Headless Service of the etcd members (peer traffic and stable pod DNS names).
+pub fn etcd_peer_service(etcd: &str) -> String {
+    format!("{etcd}-peer")
+}
+
+/// Client Service of an etcd cluster.
+pub fn etcd_client_service(etcd: &str) -> String {
+    format!("{etcd}-client")
+}
+
+/// `host:port` of an etcd cluster's client Service, as components pass it to
+/// `--topo-global-server-addresses`.
+pub fn etcd_client_address(etcd: &str, namespace: &str) -> String {
+    format!("{}.{namespace}.svc:2379", etcd_client_service(etcd))
+}
+
+/// Name and namespace for log lines and errors: `namespace/name`.
+pub fn object_ref<K: ResourceExt>(obj: &K) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_labels_never_override_ours() {
+        let ours = standard_labels(ComponentLabel::Etcd, "demo-etcd", RESOURCE_HANDLER_MANAGER);
+        let user = BTreeMap::from([
+            (LABEL_COMPONENT.to_string(), "hijack".to_string()),
+            ("team".to_string(), "data".to_string()),
+        ]);
+        let merged = merge_user_map(&ours, &user);
+        assert_eq!(merged[LABEL_COMPONENT], "etcd");
+        assert_eq!(merged["team"], "data");
+        assert_eq!(merged[LABEL_MANAGED_BY], RESOURCE_HANDLER_MANAGER);
+    }
+
+    #[test]
+    fn names_are_derived_consistently() {
+        assert_eq!(cluster_etcd_name("demo"), "demo-etcd");
+        assert_eq!(cell_object_name("demo", "zone-a"), "demo-zone-a");
+        assert_eq!(
+            cell_component_name("demo-zone-a", ComponentLabel::Pooler),
+            "demo-zone-a-pooler"
+        );
+        assert_eq!(
+            etcd_client_address("demo-etcd", "prod"),
+            "demo-etcd-client.prod.svc:2379"
+        );
+    }
+}
