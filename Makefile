@@ -27,7 +27,8 @@ manifests: ## Regenerate manifests/crds from the Rust types
 	$(CARGO) run -q -p multigres-shared --bin crdgen -- manifests/crds
 
 unit: ## Unit and process tests (no cluster needed)
-	$(CARGO) test --workspace --locked
+	$(CARGO) test --workspace --locked --exclude e2e
+	$(CARGO) test --locked -p e2e --lib
 
 test: deps lint unit e2e ## Everything CI runs: lint, unit tests, end-to-end tests
 
