@@ -1,10 +1,19 @@
-//! cluster-handler: Reconciles MultigresCluster and Cell objects into Multigres component objects.
+//! cluster-handler: reconciles MultigresCluster and Cell objects into Multigres component
+//! objects (Etcd, Cell, MultiGateway, MultiOrch, MultiPooler), fanning each parent's children
+//! out in parallel tokio tasks.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
+mod aggregate;
+mod cell;
+mod cluster;
+mod context;
+mod error;
+mod fanout;
 mod run;
+mod spec;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -65,7 +65,12 @@ fn parse_env_file(text: &str) -> HashMap<String, String> {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .filter_map(|l| l.strip_prefix("export ").unwrap_or(l).split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches(['"', '\'']).to_string()))
+        .map(|(k, v)| {
+            (
+                k.trim().to_string(),
+                v.trim().trim_matches(['"', '\'']).to_string(),
+            )
+        })
         .collect()
 }
 
@@ -75,7 +80,8 @@ mod tests {
 
     #[test]
     fn env_file_lines_parse_with_or_without_export_and_quotes() {
-        let map = parse_env_file("# comment\nexport KUBECONFIG=\"/a b/kc\"\nTEMPO_URL=http://x:1\n\n");
+        let map =
+            parse_env_file("# comment\nexport KUBECONFIG=\"/a b/kc\"\nTEMPO_URL=http://x:1\n\n");
         assert_eq!(map["KUBECONFIG"], "/a b/kc");
         assert_eq!(map["TEMPO_URL"], "http://x:1");
         assert_eq!(map.len(), 2);

@@ -7,6 +7,7 @@
 
 pub mod env;
 pub mod k8s;
+pub mod process;
 pub mod tempo;
 pub mod wait;
 

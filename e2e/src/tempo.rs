@@ -64,7 +64,12 @@ impl Tempo {
     /// The spans of trace `trace_id` (32 hex digits), or `None` while Tempo does not know it.
     pub async fn trace(&self, trace_id: &str) -> Result<Option<Vec<Span>>, String> {
         let url = format!("{}/api/traces/{}", self.base, trace_id);
-        let resp = self.http.get(&url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -177,7 +182,8 @@ fn id_hex(value: &Value) -> String {
     let Some(text) = value.as_str().filter(|t| !t.is_empty()) else {
         return String::new();
     };
-    let is_hex = (text.len() == 32 || text.len() == 16) && text.bytes().all(|b| b.is_ascii_hexdigit());
+    let is_hex =
+        (text.len() == 32 || text.len() == 16) && text.bytes().all(|b| b.is_ascii_hexdigit());
     if is_hex {
         return text.to_ascii_lowercase();
     }
@@ -209,7 +215,10 @@ fn any_value(v: &Value) -> String {
     }
     for key in ["intValue", "boolValue", "doubleValue"] {
         if let Some(x) = v.get(key) {
-            return x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string());
+            return x
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| x.to_string());
         }
     }
     v.to_string()
@@ -307,7 +316,10 @@ mod tests {
         assert_eq!(s.status_code, "STATUS_CODE_ERROR");
         assert_eq!(
             s.links,
-            vec![("000102030405060708090a0b0c0d0e0f".into(), "08090a0b0c0d0e0f".into())]
+            vec![(
+                "000102030405060708090a0b0c0d0e0f".into(),
+                "08090a0b0c0d0e0f".into()
+            )]
         );
     }
 

@@ -79,13 +79,17 @@ async fn invalid_samples_are_refused_with_their_message() {
         assert!(samples.len() >= 3);
         let mut wrong = Vec::new();
         for sample in &samples {
-            let expect = sample.expect.clone().expect("invalid sample has `# expect:`");
+            let expect = sample
+                .expect
+                .clone()
+                .expect("invalid sample has `# expect:`");
             match api_for(&client, &ns.name, sample)
                 .create(&PostParams::default(), &as_dynamic(sample))
                 .await
             {
                 Ok(_) => wrong.push(format!("{}: accepted", sample.path.display())),
-                Err(kube::Error::Api(status)) if status.code == 422 && status.message.contains(&expect) => {}
+                Err(kube::Error::Api(status))
+                    if status.code == 422 && status.message.contains(&expect) => {}
                 Err(e) => wrong.push(format!(
                     "{}: expected 422 containing {expect:?}, got {e}",
                     sample.path.display()
@@ -104,17 +108,25 @@ async fn deployment_gets_ready_pods_on_kwok_nodes() {
     let ready_nodes = wait_until("two Ready nodes", TIMEOUT, || {
         let nodes = nodes.clone();
         async move {
-            let list = nodes.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+            let list = nodes
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
             let ready: Vec<String> = list
                 .iter()
                 .filter(|n| {
-                    n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
-                        c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                    })
+                    n.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
                 })
                 .filter_map(|n| n.metadata.name.clone())
                 .collect();
-            if ready.len() >= 2 { Ok(ready) } else { Err(format!("ready nodes: {ready:?}")) }
+            if ready.len() >= 2 {
+                Ok(ready)
+            } else {
+                Err(format!("ready nodes: {ready:?}"))
+            }
         }
     })
     .await;
@@ -140,25 +152,55 @@ async fn deployment_gets_ready_pods_on_kwok_nodes() {
         let ready_pods = wait_until("2 Running+Ready pods of the Deployment", TIMEOUT, || {
             let pods = pods.clone();
             async move {
-                let list = pods.list(&ListParams::default().labels("app=web")).await.map_err(|e| e.to_string())?;
+                let list = pods
+                    .list(&ListParams::default().labels("app=web"))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let seen: Vec<(String, String, bool)> = list
                     .iter()
                     .map(|p| {
                         let st = p.status.clone().unwrap_or_default();
-                        let ready = st.conditions.unwrap_or_default().iter().any(|c| c.type_ == "Ready" && c.status == "True");
-                        (p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(), st.phase.unwrap_or_default(), ready)
+                        let ready = st
+                            .conditions
+                            .unwrap_or_default()
+                            .iter()
+                            .any(|c| c.type_ == "Ready" && c.status == "True");
+                        (
+                            p.spec
+                                .as_ref()
+                                .and_then(|s| s.node_name.clone())
+                                .unwrap_or_default(),
+                            st.phase.unwrap_or_default(),
+                            ready,
+                        )
                     })
                     .collect();
-                let ok = seen.iter().filter(|(node, phase, ready)| !node.is_empty() && phase == "Running" && *ready).count();
-                if ok == 2 { Ok(seen) } else { Err(format!("(node, phase, ready): {seen:?}")) }
+                let ok = seen
+                    .iter()
+                    .filter(|(node, phase, ready)| !node.is_empty() && phase == "Running" && *ready)
+                    .count();
+                if ok == 2 {
+                    Ok(seen)
+                } else {
+                    Err(format!("(node, phase, ready): {seen:?}"))
+                }
             }
         })
         .await;
         for (node, _, _) in &ready_pods {
             assert!(ready_nodes.contains(node), "pod on unknown node {node}");
         }
-        let status = deployments.get_status("web").await.expect("deployment status").status.unwrap_or_default();
-        assert_eq!(status.ready_replicas, Some(2), "deployment status: {status:?}");
+        let status = deployments
+            .get_status("web")
+            .await
+            .expect("deployment status")
+            .status
+            .unwrap_or_default();
+        assert_eq!(
+            status.ready_replicas,
+            Some(2),
+            "deployment status: {status:?}"
+        );
     })
     .await;
 }
@@ -168,9 +210,15 @@ async fn a_span_sent_over_otlp_http_can_be_read_back_from_tempo() {
     let env = TestEnv::load();
     let tempo = Tempo::new(&env.tempo_url);
     let (trace_id, span_id) = tempo::new_ids();
-    tempo::push_test_span(&env.otlp_http_endpoint, "multigres-e2e", "e2e probe", &trace_id, &span_id)
-        .await
-        .expect("OTLP/HTTP push accepted");
+    tempo::push_test_span(
+        &env.otlp_http_endpoint,
+        "multigres-e2e",
+        "e2e probe",
+        &trace_id,
+        &span_id,
+    )
+    .await
+    .expect("OTLP/HTTP push accepted");
     let spans = wait_until("the pushed span in Tempo", TIMEOUT, || {
         let tempo = tempo.clone();
         let trace_id = trace_id.clone();

@@ -1,10 +1,21 @@
-//! resource-handler: Reconciles Etcd, MultiGateway, MultiOrch and MultiPooler objects into workloads.
+//! resource-handler: reconciles Etcd, MultiGateway, MultiOrch and MultiPooler objects into
+//! StatefulSets, Deployments and Services.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
+mod builders;
+mod component;
+mod context;
+mod error;
+mod etcd;
+mod gateway;
+mod orch;
+mod pooler;
+mod reconcile;
 mod run;
+mod status;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -24,6 +24,27 @@ pub struct CommonArgs {
     /// How long to wait for the Kubernetes API server at startup before giving up.
     #[arg(long, env = "CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+
+    /// Watch only this namespace instead of the whole cluster.
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Address of the admin endpoint (/healthz, /readyz, /metrics).
+    #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    pub admin_addr: std::net::SocketAddr,
+}
+
+impl CommonArgs {
+    /// An API for `K` in the watched scope: one namespace, or all of them.
+    pub fn watch_api<K>(&self, client: &kube::Client) -> kube::Api<K>
+    where
+        K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+    {
+        match &self.namespace {
+            Some(ns) => kube::Api::namespaced(client.clone(), ns),
+            None => kube::Api::all(client.clone()),
+        }
+    }
 }
 
 /// Parses durations written as `<n>ms`, `<n>s`, `<n>m` or `<n>h` (a bare number is seconds).

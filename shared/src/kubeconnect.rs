@@ -1,11 +1,14 @@
 //! Connecting to the Kubernetes API at startup, with errors that tell the user what to fix.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::api::ListParams;
 use kube::{Api, Client, Config, Resource};
 use serde::de::DeserializeOwned;
 use thiserror::Error;
+
+use crate::metrics::Metrics;
 
 /// Why a handler could not start talking to its cluster.
 #[derive(Debug, Error)]
@@ -41,12 +44,12 @@ pub enum ConnectError {
     },
 }
 
-/// Infers the client configuration (KUBECONFIG, ~/.kube/config or in-cluster) and checks the
-/// API server answers within `timeout`.
-pub async fn connect(timeout: Duration) -> Result<Client, ConnectError> {
+/// Infers the client configuration (KUBECONFIG, ~/.kube/config or in-cluster), builds the
+/// process's instrumented client and checks the API server answers within `timeout`.
+pub async fn connect(timeout: Duration, metrics: Arc<Metrics>) -> Result<Client, ConnectError> {
     let config = Config::infer().await.map_err(ConnectError::NoConfig)?;
     let url = config.cluster_url.to_string();
-    let client = Client::try_from(config).map_err(ConnectError::Client)?;
+    let client = crate::client::build(config, metrics).map_err(ConnectError::Client)?;
     match tokio::time::timeout(timeout, client.apiserver_version()).await {
         Ok(Ok(version)) => {
             tracing::info!(%url, version = %version.git_version, "connected to the Kubernetes API server");

@@ -4,16 +4,25 @@
 //! Both handler binaries depend on this crate only, so `kube`, `k8s_openapi` and the CRD types
 //! are decided once and re-exported here.
 
+pub mod admin;
+pub mod apply;
 pub mod cli;
+pub mod client;
 pub mod crd;
 pub mod defaults;
 pub mod kubeconnect;
 pub mod logging;
 pub mod meta;
+pub mod metrics;
 pub mod process;
+pub mod quantity;
+pub mod reconcile;
+pub mod retry;
 pub mod samples;
+pub mod status;
 #[doc(hidden)]
 pub mod testsupport;
+pub mod watch;
 
 pub use k8s_openapi;
 pub use kube;

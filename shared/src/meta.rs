@@ -31,6 +31,7 @@ pub const MAX_DNS_LABEL: usize = 63;
 /// The `app.kubernetes.io/component` value of each workload kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ComponentLabel {
+    Cell,
     Etcd,
     Gateway,
     Orch,
@@ -40,6 +41,7 @@ pub enum ComponentLabel {
 impl ComponentLabel {
     pub const fn as_str(self) -> &'static str {
         match self {
+            Self::Cell => "cell",
             Self::Etcd => "etcd",
             Self::Gateway => "multigateway",
             Self::Orch => "multiorch",
@@ -88,19 +90,61 @@ pub fn controller_owner_ref<K: Resource<DynamicType = ()>>(owner: &K) -> Option<
     Some(reference)
 }
 
+/// Metadata of a child object of `parent`: same namespace, `labels`, and a controller owner
+/// reference. `None` when the parent was never stored (no uid or namespace).
+pub fn child_meta<P: Resource<DynamicType = ()>>(
+    parent: &P,
+    name: String,
+    labels: BTreeMap<String, String>,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta> {
+    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: Some(name),
+        namespace: Some(parent.meta().namespace.clone()?),
+        labels: Some(labels),
+        owner_references: Some(vec![controller_owner_ref(parent)?]),
+        ..Default::default()
+    })
+}
+
+/// Whether `child` has a controller owner reference to the object with `uid`.
+pub fn is_controlled_by<K: Resource>(child: &K, uid: &str) -> bool {
+    child
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == uid && o.controller == Some(true))
+}
+
 /// Name of the etcd cluster of a MultigresCluster.
 pub fn cluster_etcd_name(cluster: &str) -> String {
     format!("{cluster}-etcd")
 }
 
-/// Name of the Cell object for cell `cell` of a MultigresCluster.
+/// Name of the Cell object for cell `cell` of a MultigresCluster: `<cluster>-<cell>-<hash>`.
+/// The hash of the pair keeps names distinct across clusters of one namespace, where
+/// `<cluster>-<cell>` alone would not (`a` + `b-c` and `a-b` + `c`).
 pub fn cell_object_name(cluster: &str, cell: &str) -> String {
-    format!("{cluster}-{cell}")
+    format!(
+        "{cluster}-{cell}-{}",
+        short_hash(&format!("{cluster}/{cell}"))
+    )
+}
+
+/// Five lowercase hex digits of the FNV-1a hash of `text`.
+pub fn short_hash(text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{:05x}", hash & 0xf_ffff)
 }
 
 /// Names of a cell's component objects (`<cell object>-gateway` and so on).
 pub fn cell_component_name(cell_object: &str, component: ComponentLabel) -> String {
     let suffix = match component {
+        ComponentLabel::Cell => "cell",
         ComponentLabel::Etcd => "etcd",
         ComponentLabel::Gateway => "gateway",
         ComponentLabel::Orch => "orch",
@@ -148,12 +192,22 @@ mod tests {
     }
 
     #[test]
+    fn cell_names_do_not_collide_across_clusters() {
+        assert_ne!(cell_object_name("a", "b-c"), cell_object_name("a-b", "c"));
+    }
+
+    #[test]
     fn names_are_derived_consistently() {
         assert_eq!(cluster_etcd_name("demo"), "demo-etcd");
-        assert_eq!(cell_object_name("demo", "zone-a"), "demo-zone-a");
+        let cell = cell_object_name("demo", "zone-a");
+        assert!(
+            cell.starts_with("demo-zone-a-") && cell.len() == "demo-zone-a-".len() + 5,
+            "{cell}"
+        );
+        assert_eq!(cell, cell_object_name("demo", "zone-a"), "deterministic");
         assert_eq!(
-            cell_component_name("demo-zone-a", ComponentLabel::Pooler),
-            "demo-zone-a-pooler"
+            cell_component_name(&cell, ComponentLabel::Pooler),
+            format!("{cell}-pooler")
         );
         assert_eq!(
             etcd_client_address("demo-etcd", "prod"),

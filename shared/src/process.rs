@@ -40,3 +40,33 @@ pub fn exit_code(result: anyhow::Result<()>) -> ExitCode {
         }
     }
 }
+
+/// What every handler has once started: its client, metrics and readiness flag.
+pub struct Started {
+    pub client: kube::Client,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    pub health: std::sync::Arc<crate::admin::Health>,
+}
+
+/// The common start of a handler: logging, the admin endpoint (so `/healthz` answers while
+/// connecting), then the instrumented client. `/readyz` turns ready when the caller says so.
+pub async fn start(common: &crate::cli::CommonArgs, name: &str) -> anyhow::Result<Started> {
+    crate::logging::init(common.log_format);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting {name}");
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+    let health = std::sync::Arc::new(crate::admin::Health::default());
+    crate::admin::serve(common.admin_addr, metrics.clone(), health.clone())
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot serve the admin endpoint on {}: {e}",
+                common.admin_addr
+            )
+        })?;
+    let client = crate::kubeconnect::connect(common.connect_timeout, metrics.clone()).await?;
+    Ok(Started {
+        client,
+        metrics,
+        health,
+    })
+}

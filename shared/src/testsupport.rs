@@ -41,6 +41,7 @@ pub mod startup {
         Command::new(bin)
             .args(args)
             .env("KUBECONFIG", kubeconfig)
+            .env("ADMIN_ADDR", "127.0.0.1:0")
             .env_remove("KUBERNETES_SERVICE_HOST")
             .output()
             .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"))

@@ -1,0 +1,299 @@
+//! Cell → MultiGateway, MultiOrch and MultiPooler of that cell.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use shared::apply::Desired;
+use shared::crd::{
+    Cell, CellStatus, MultiGateway, MultiGatewaySpec, MultiOrch, MultiOrchSpec, MultiPooler,
+    MultiPoolerSpec,
+};
+use shared::meta::{
+    CLUSTER_HANDLER_MANAGER, ComponentLabel, LABEL_CELL, LABEL_CLUSTER, MAX_DNS_LABEL,
+    MAX_STATEFULSET_NAME, cell_component_name, child_meta, object_ref, standard_labels,
+};
+
+use crate::aggregate::{ChildReport, core_status, sum};
+use crate::context::Context;
+use crate::error::Error;
+use crate::fanout::{FanOut, failures};
+use crate::spec::{SpecError, check_len};
+
+const KIND: &str = "Cell";
+
+/// The components a cell should have.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CellChildren {
+    pub gateway: MultiGateway,
+    pub orch: MultiOrch,
+    pub pooler: MultiPooler,
+}
+
+fn labels(cell: &Cell, component: ComponentLabel) -> BTreeMap<String, String> {
+    let mut labels = standard_labels(component, &cell.name_any(), CLUSTER_HANDLER_MANAGER);
+    labels.insert(LABEL_CELL.to_string(), cell.spec.name.clone());
+    if let Some(cluster) = cell.labels().get(LABEL_CLUSTER) {
+        labels.insert(LABEL_CLUSTER.to_string(), cluster.clone());
+    }
+    labels
+}
+
+/// Builds the three components of `cell` (pure).
+pub fn build(cell: &Cell) -> Result<CellChildren, SpecError> {
+    let name = cell.name_any();
+    let named = |component: ComponentLabel, max: usize, what: &str| {
+        let child = cell_component_name(&name, component);
+        check_len(what, &child, max, "Cell").map(|()| child)
+    };
+    let gateway_name = named(ComponentLabel::Gateway, MAX_DNS_LABEL, "gateway Service")?;
+    let orch_name = named(ComponentLabel::Orch, MAX_DNS_LABEL, "orch Service")?;
+    let pooler_name = named(
+        ComponentLabel::Pooler,
+        MAX_STATEFULSET_NAME,
+        "pooler StatefulSet",
+    )?;
+    let meta = |child: String, component| {
+        child_meta(cell, child, labels(cell, component)).ok_or(SpecError::NotStored)
+    };
+    Ok(CellChildren {
+        gateway: MultiGateway {
+            metadata: meta(gateway_name, ComponentLabel::Gateway)?,
+            spec: MultiGatewaySpec {
+                component: cell.spec.gateway.clone().unwrap_or_default(),
+                cell: cell.spec.name.clone(),
+                topo: cell.spec.topo.clone(),
+            },
+            status: None,
+        },
+        orch: MultiOrch {
+            metadata: meta(orch_name, ComponentLabel::Orch)?,
+            spec: MultiOrchSpec {
+                component: cell.spec.orch.clone().unwrap_or_default(),
+                cell: cell.spec.name.clone(),
+                topo: cell.spec.topo.clone(),
+            },
+            status: None,
+        },
+        pooler: MultiPooler {
+            metadata: meta(pooler_name, ComponentLabel::Pooler)?,
+            spec: MultiPoolerSpec {
+                pooler: cell.spec.pooler.clone().unwrap_or_default(),
+                cell: cell.spec.name.clone(),
+                topo: cell.spec.topo.clone(),
+            },
+            status: None,
+        },
+    })
+}
+
+/// Reconciles one Cell: its three components in parallel, then its status.
+pub async fn reconcile(obj: Arc<Cell>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.caches_ready().await;
+    ctx.metrics.count_reconcile(KIND);
+    let object = object_ref(obj.as_ref());
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let (problem, result) = match build(&obj) {
+        Err(source) => (
+            Some((source.reason(), source.to_string())),
+            Err(Error::Spec {
+                object: object.clone(),
+                source,
+            }),
+        ),
+        Ok(CellChildren {
+            gateway,
+            orch,
+            pooler,
+        }) => {
+            let mut fan = FanOut::default();
+            let live = ctx.gateways.get(&ObjectRef::from(&gateway));
+            fan.apply(
+                Api::<MultiGateway>::namespaced(ctx.client.clone(), &ns),
+                Desired::new(gateway),
+                live,
+            );
+            let live = ctx.orchs.get(&ObjectRef::from(&orch));
+            fan.apply(
+                Api::<MultiOrch>::namespaced(ctx.client.clone(), &ns),
+                Desired::new(orch),
+                live,
+            );
+            let live = ctx.poolers.get(&ObjectRef::from(&pooler));
+            fan.apply(
+                Api::<MultiPooler>::namespaced(ctx.client.clone(), &ns),
+                Desired::new(pooler),
+                live,
+            );
+            let failed = failures(&fan.join().await);
+            if failed.is_empty() {
+                (None, Ok(()))
+            } else {
+                (
+                    Some(("ApplyFailed", crate::error::describe(&failed))),
+                    Err(Error::Children {
+                        object: object.clone(),
+                        failed,
+                    }),
+                )
+            }
+        }
+    };
+
+    let child = |component| cell_component_name(&name, component);
+    let gateway = ctx
+        .gateways
+        .get(&ObjectRef::new(&child(ComponentLabel::Gateway)).within(&ns));
+    let orch = ctx
+        .orchs
+        .get(&ObjectRef::new(&child(ComponentLabel::Orch)).within(&ns));
+    let pooler = ctx
+        .poolers
+        .get(&ObjectRef::new(&child(ComponentLabel::Pooler)).within(&ns));
+    let reports = [
+        ChildReport::new(
+            format!("MultiGateway {}", child(ComponentLabel::Gateway)),
+            gateway
+                .as_deref()
+                .map(|c| (&c.metadata.generation, c.status.as_ref())),
+        ),
+        ChildReport::new(
+            format!("MultiOrch {}", child(ComponentLabel::Orch)),
+            orch.as_deref()
+                .map(|c| (&c.metadata.generation, c.status.as_ref())),
+        ),
+        ChildReport::new(
+            format!("MultiPooler {}", child(ComponentLabel::Pooler)),
+            pooler
+                .as_deref()
+                .map(|c| (&c.metadata.generation, c.status.as_ref())),
+        ),
+    ];
+    let [gateway, orch, pooler] = [&reports[0], &reports[1], &reports[2]].map(ChildReport::count);
+    let previous = obj.status.as_ref();
+    let (core, phase) = core_status(
+        previous.map(|s| (&s.core, s.phase)),
+        obj.meta().generation,
+        &reports,
+        sum(&[gateway, orch, pooler]),
+        problem,
+        &Time(Timestamp::now()),
+    );
+    let status = CellStatus {
+        core,
+        phase: Some(phase),
+        gateway,
+        orch,
+        pooler,
+    };
+    let api: Api<Cell> = Api::namespaced(ctx.client.clone(), &ns);
+    let written = shared::status::write_status(
+        &api,
+        CLUSTER_HANDLER_MANAGER,
+        obj.as_ref(),
+        previous,
+        &status,
+    )
+    .await
+    .map_err(|source| Error::Status {
+        object: object.clone(),
+        source,
+    })?;
+    if written {
+        tracing::info!(object, phase = ?phase, ready = status.core.ready, "status updated");
+    }
+    result?;
+    Ok(shared::reconcile::succeeded(
+        KIND,
+        &object,
+        &ctx.backoffs,
+        ctx.resync,
+    ))
+}
+
+/// Retry policy of the cell controller.
+pub fn error_policy(obj: Arc<Cell>, err: &Error, ctx: Arc<Context>) -> Action {
+    shared::reconcile::failed(
+        KIND,
+        &object_ref(obj.as_ref()),
+        err,
+        err.category(),
+        &ctx.backoffs,
+        &ctx.metrics,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::crd::{CellSpec, ComponentSpec, TopoSpec};
+
+    fn cell(name: &str) -> Cell {
+        let mut c = Cell::new(
+            name,
+            CellSpec {
+                name: "zone-a".into(),
+                topo: TopoSpec {
+                    global_server_addresses: "demo-etcd-client.prod.svc:2379".into(),
+                    global_root: None,
+                },
+                gateway: Some(ComponentSpec {
+                    replicas: Some(3),
+                    ..Default::default()
+                }),
+                orch: None,
+                pooler: None,
+            },
+        );
+        c.metadata.namespace = Some("prod".into());
+        c.metadata.uid = Some("cell-uid".into());
+        c.metadata.labels = Some(BTreeMap::from([(
+            LABEL_CLUSTER.to_string(),
+            "demo".to_string(),
+        )]));
+        c
+    }
+
+    #[test]
+    fn a_cell_becomes_its_three_components() {
+        let CellChildren {
+            gateway,
+            orch,
+            pooler,
+        } = build(&cell("demo-zone-a-12345")).expect("builds");
+        assert_eq!(gateway.name_any(), "demo-zone-a-12345-gateway");
+        assert_eq!(gateway.spec.component.replicas, Some(3));
+        assert_eq!(orch.spec.cell, "zone-a");
+        assert_eq!(
+            pooler.spec.topo.global_server_addresses,
+            "demo-etcd-client.prod.svc:2379"
+        );
+        assert_eq!(
+            pooler.labels().get(LABEL_CLUSTER).map(String::as_str),
+            Some("demo")
+        );
+        assert_eq!(
+            pooler.labels().get(LABEL_CELL).map(String::as_str),
+            Some("zone-a")
+        );
+        assert_eq!(
+            orch.metadata
+                .owner_references
+                .as_ref()
+                .map(|o| o[0].uid.as_str()),
+            Some("cell-uid")
+        );
+    }
+
+    #[test]
+    fn a_user_made_cell_with_a_long_name_gets_a_clear_error() {
+        let err = build(&cell(&"c".repeat(50))).expect_err("too long");
+        assert_eq!(err.reason(), "NameTooLong");
+        assert!(err.to_string().contains("pooler StatefulSet"), "{err}");
+    }
+}

@@ -1,0 +1,480 @@
+//! MultigresCluster → one Etcd (global topology) and one Cell per entry of `spec.cells`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::DeleteParams;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use shared::apply::Desired;
+use shared::crd::{
+    Cell, CellSpec, CellTemplate, ClusterStatus, ComponentSpec, Etcd, MultigresCluster,
+    PoolerTemplate, ReadyCount, TopoSpec,
+};
+use shared::defaults::DEFAULT_CELL_NAME;
+use shared::meta::{
+    CLUSTER_HANDLER_MANAGER, ComponentLabel, LABEL_CELL, LABEL_CLUSTER, MAX_DNS_LABEL,
+    MAX_STATEFULSET_NAME, cell_component_name, cell_object_name, child_meta, cluster_etcd_name,
+    etcd_client_address, etcd_client_service, etcd_peer_service, is_controlled_by, object_ref,
+    standard_labels,
+};
+
+use crate::aggregate::{ChildReport, core_status, sum};
+use crate::context::Context;
+use crate::error::Error;
+use crate::fanout::{FanOut, failures};
+use crate::spec::{SpecError, check_len};
+
+const KIND: &str = "MultigresCluster";
+
+/// The children a cluster should have.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterChildren {
+    pub etcd: Etcd,
+    pub cells: Vec<Cell>,
+}
+
+/// Labels of a child of cluster `cluster`.
+fn child_labels(
+    component: ComponentLabel,
+    cluster: &str,
+    cell: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut labels = standard_labels(component, cluster, CLUSTER_HANDLER_MANAGER);
+    labels.insert(LABEL_CLUSTER.to_string(), cluster.to_string());
+    if let Some(cell) = cell {
+        labels.insert(LABEL_CELL.to_string(), cell.to_string());
+    }
+    labels
+}
+
+/// `own` refined over `base`, or `None` when nothing is set at all.
+fn merged<T: Clone + Default + PartialEq>(
+    own: Option<&T>,
+    base: Option<&T>,
+    overlay: impl Fn(&T, &T) -> T,
+) -> Option<T> {
+    let base = base.cloned().unwrap_or_default();
+    let merged = own.map_or_else(|| base.clone(), |own| overlay(own, &base));
+    (merged != T::default()).then_some(merged)
+}
+
+/// Builds the children of `cluster` (pure). Checks every generated name fits its limit, so a
+/// too-long name is reported on the cluster instead of failing deep in a workload.
+pub fn build(cluster: &MultigresCluster) -> Result<ClusterChildren, SpecError> {
+    let name = cluster.name_any();
+    let ns = cluster.namespace().ok_or(SpecError::NotStored)?;
+    let etcd_name = cluster_etcd_name(&name);
+    check_len(
+        "etcd StatefulSet",
+        &etcd_name,
+        MAX_STATEFULSET_NAME,
+        "MultigresCluster",
+    )?;
+    check_len(
+        "etcd peer Service",
+        &etcd_peer_service(&etcd_name),
+        MAX_DNS_LABEL,
+        "MultigresCluster",
+    )?;
+    check_len(
+        "etcd client Service",
+        &etcd_client_service(&etcd_name),
+        MAX_DNS_LABEL,
+        "MultigresCluster",
+    )?;
+    let etcd = Etcd {
+        metadata: child_meta(
+            cluster,
+            etcd_name.clone(),
+            child_labels(ComponentLabel::Etcd, &name, None),
+        )
+        .ok_or(SpecError::NotStored)?,
+        spec: cluster.spec.etcd.clone().unwrap_or_default(),
+        status: None,
+    };
+    let topo = TopoSpec {
+        global_server_addresses: etcd_client_address(&etcd_name, &ns),
+        global_root: None,
+    };
+    let default_cell = [CellTemplate {
+        name: DEFAULT_CELL_NAME.to_string(),
+        ..Default::default()
+    }];
+    let templates = if cluster.spec.cells.is_empty() {
+        &default_cell[..]
+    } else {
+        &cluster.spec.cells[..]
+    };
+    let mut seen = BTreeSet::new();
+    let mut cells = Vec::with_capacity(templates.len());
+    for template in templates {
+        if !seen.insert(template.name.as_str()) {
+            return Err(SpecError::DuplicateCell(template.name.clone()));
+        }
+        let cell_name = cell_object_name(&name, &template.name);
+        let owner = "MultigresCluster or the cell";
+        check_len("Cell", &cell_name, MAX_DNS_LABEL, owner)?;
+        let pooler = cell_component_name(&cell_name, ComponentLabel::Pooler);
+        check_len("pooler StatefulSet", &pooler, MAX_STATEFULSET_NAME, owner)?;
+        for component in [ComponentLabel::Gateway, ComponentLabel::Orch] {
+            let child = cell_component_name(&cell_name, component);
+            check_len(
+                &format!("{} Service", component.as_str()),
+                &child,
+                MAX_DNS_LABEL,
+                owner,
+            )?;
+        }
+        cells.push(Cell {
+            metadata: child_meta(
+                cluster,
+                cell_name,
+                child_labels(ComponentLabel::Cell, &name, Some(&template.name)),
+            )
+            .ok_or(SpecError::NotStored)?,
+            spec: CellSpec {
+                name: template.name.clone(),
+                topo: topo.clone(),
+                gateway: merged(
+                    template.gateway.as_ref(),
+                    cluster.spec.gateway.as_ref(),
+                    ComponentSpec::overlay,
+                ),
+                orch: merged(
+                    template.orch.as_ref(),
+                    cluster.spec.orch.as_ref(),
+                    ComponentSpec::overlay,
+                ),
+                pooler: merged(
+                    template.pooler.as_ref(),
+                    cluster.spec.pooler.as_ref(),
+                    PoolerTemplate::overlay,
+                ),
+            },
+            status: None,
+        });
+    }
+    Ok(ClusterChildren { etcd, cells })
+}
+
+/// Reconciles one MultigresCluster: fan out its children in parallel, delete the Cells it no
+/// longer lists, and summarise the children in its status.
+pub async fn reconcile(obj: Arc<MultigresCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.caches_ready().await;
+    ctx.metrics.count_reconcile(KIND);
+    let object = object_ref(obj.as_ref());
+    let ns = obj.namespace().unwrap_or_default();
+    let uid = obj.uid().unwrap_or_default();
+    let (wanted, problem, result) = match build(&obj) {
+        Err(source) => (
+            None,
+            Some((source.reason(), source.to_string())),
+            Err(Error::Spec {
+                object: object.clone(),
+                source,
+            }),
+        ),
+        Ok(children) => {
+            let mut fan = FanOut::default();
+            let etcd = children.etcd.clone();
+            let live = ctx.etcds.get(&ObjectRef::from(&etcd));
+            fan.apply(
+                Api::<Etcd>::namespaced(ctx.client.clone(), &ns),
+                Desired::new(etcd),
+                live,
+            );
+            for cell in &children.cells {
+                let live = ctx.cells.get(&ObjectRef::from(cell));
+                fan.apply(
+                    Api::<Cell>::namespaced(ctx.client.clone(), &ns),
+                    Desired::new(cell.clone()),
+                    live,
+                );
+            }
+            let failed = failures(&fan.join().await);
+            let keep: BTreeSet<String> = children.cells.iter().map(|c| c.name_any()).collect();
+            let cleanup = delete_stale_cells(&ctx, &ns, &uid, &keep, &object).await;
+            let result = match (failed.is_empty(), cleanup) {
+                (false, _) => Err(Error::Children {
+                    object: object.clone(),
+                    failed: failed.clone(),
+                }),
+                (true, Err(e)) => Err(e),
+                (true, Ok(())) => Ok(()),
+            };
+            let problem =
+                (!failed.is_empty()).then(|| ("ApplyFailed", crate::error::describe(&failed)));
+            (Some(children), problem, result)
+        }
+    };
+
+    // Report on the children we want, or (when the spec is broken) on the ones that exist.
+    let (etcd_names, cell_names): (Vec<String>, Vec<String>) = match &wanted {
+        Some(children) => (
+            vec![children.etcd.name_any()],
+            children.cells.iter().map(|c| c.name_any()).collect(),
+        ),
+        None => (
+            ctx.etcds
+                .state()
+                .iter()
+                .filter(|e| {
+                    e.namespace().as_deref() == Some(&ns) && is_controlled_by(e.as_ref(), &uid)
+                })
+                .map(|e| e.name_any())
+                .collect(),
+            ctx.cells
+                .state()
+                .iter()
+                .filter(|c| {
+                    c.namespace().as_deref() == Some(&ns) && is_controlled_by(c.as_ref(), &uid)
+                })
+                .map(|c| c.name_any())
+                .collect(),
+        ),
+    };
+    let etcd_reports: Vec<ChildReport> = etcd_names
+        .iter()
+        .map(|n| {
+            let live = ctx.etcds.get(&ObjectRef::new(n).within(&ns));
+            ChildReport::new(
+                format!("Etcd {n}"),
+                live.as_deref()
+                    .map(|e| (&e.metadata.generation, e.status.as_ref())),
+            )
+        })
+        .collect();
+    let mut cell_reports = Vec::new();
+    let mut per_component = [Vec::new(), Vec::new(), Vec::new()];
+    for n in &cell_names {
+        let live = ctx.cells.get(&ObjectRef::new(n).within(&ns));
+        if let Some(status) = live.as_ref().and_then(|c| c.status.as_ref()) {
+            per_component[0].push(status.gateway);
+            per_component[1].push(status.orch);
+            per_component[2].push(status.pooler);
+        }
+        cell_reports.push(ChildReport::new(
+            format!("Cell {n}"),
+            live.as_deref()
+                .map(|c| (&c.metadata.generation, c.status.as_ref().map(|s| &s.core))),
+        ));
+    }
+    let [gateway, orch, pooler] = per_component.map(|counts| sum(&counts));
+    let etcd_count = sum(&etcd_reports
+        .iter()
+        .map(ChildReport::count)
+        .collect::<Vec<_>>());
+    let cells = ReadyCount {
+        replicas: cell_reports.len() as i32,
+        ready_replicas: cell_reports.iter().filter(|c| c.ready).count() as i32,
+    };
+    let reports: Vec<ChildReport> = etcd_reports.into_iter().chain(cell_reports).collect();
+    let pods = sum(&[etcd_count, gateway, orch, pooler]);
+    let previous = obj.status.as_ref();
+    let (core, phase) = core_status(
+        previous.map(|s| (&s.core, s.phase)),
+        obj.meta().generation,
+        &reports,
+        pods,
+        problem,
+        &Time(Timestamp::now()),
+    );
+    let status = ClusterStatus {
+        core,
+        phase: Some(phase),
+        etcd: etcd_count,
+        cells,
+        gateway,
+        orch,
+        pooler,
+    };
+    let api: Api<MultigresCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let written = shared::status::write_status(
+        &api,
+        CLUSTER_HANDLER_MANAGER,
+        obj.as_ref(),
+        previous,
+        &status,
+    )
+    .await
+    .map_err(|source| Error::Status {
+        object: object.clone(),
+        source,
+    })?;
+    if written {
+        tracing::info!(object, phase = ?phase, ready = status.core.ready, "status updated");
+    }
+    result?;
+    Ok(shared::reconcile::succeeded(
+        KIND,
+        &object,
+        &ctx.backoffs,
+        ctx.resync,
+    ))
+}
+
+/// Deletes the Cells this cluster controls that it no longer lists; garbage collection takes
+/// everything under them.
+async fn delete_stale_cells(
+    ctx: &Context,
+    ns: &str,
+    uid: &str,
+    keep: &BTreeSet<String>,
+    object: &str,
+) -> Result<(), Error> {
+    let api: Api<Cell> = Api::namespaced(ctx.client.clone(), ns);
+    for cell in ctx.cells.state() {
+        let stale = cell.namespace().as_deref() == Some(ns)
+            && is_controlled_by(cell.as_ref(), uid)
+            && !keep.contains(&cell.name_any())
+            && cell.meta().deletion_timestamp.is_none();
+        if !stale {
+            continue;
+        }
+        let name = cell.name_any();
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => tracing::info!(
+                object,
+                cell = name,
+                "deleted a cell no longer in spec.cells"
+            ),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Cleanup {
+                    object: object.to_string(),
+                    target: format!("Cell {name}"),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Retry policy of the cluster controller.
+pub fn error_policy(obj: Arc<MultigresCluster>, err: &Error, ctx: Arc<Context>) -> Action {
+    shared::reconcile::failed(
+        KIND,
+        &object_ref(obj.as_ref()),
+        err,
+        err.category(),
+        &ctx.backoffs,
+        &ctx.metrics,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::crd::MultigresClusterSpec;
+
+    fn cluster(name: &str, spec: serde_json::Value) -> MultigresCluster {
+        let spec: MultigresClusterSpec = serde_json::from_value(spec).expect("spec");
+        let mut c = MultigresCluster::new(name, spec);
+        c.metadata.namespace = Some("prod".into());
+        c.metadata.uid = Some("uid-1".into());
+        c
+    }
+
+    #[test]
+    fn no_cells_means_one_default_cell_pointing_at_the_cluster_etcd() {
+        let children = build(&cluster("demo", serde_json::json!({}))).expect("builds");
+        assert_eq!(children.etcd.name_any(), "demo-etcd");
+        assert_eq!(children.cells.len(), 1);
+        let cell = &children.cells[0];
+        assert_eq!(cell.spec.name, "default");
+        assert_eq!(
+            cell.spec.topo.global_server_addresses,
+            "demo-etcd-client.prod.svc:2379"
+        );
+        assert_eq!(
+            cell.metadata
+                .owner_references
+                .as_ref()
+                .map(|o| o[0].uid.as_str()),
+            Some("uid-1")
+        );
+        assert_eq!(
+            cell.labels().get(LABEL_CLUSTER).map(String::as_str),
+            Some("demo")
+        );
+        assert_eq!(cell.spec.gateway, None, "nothing set, nothing written");
+    }
+
+    #[test]
+    fn cell_settings_refine_the_cluster_templates() {
+        let children = build(&cluster(
+            "demo",
+            serde_json::json!({
+                "gateway": {"replicas": 2, "image": "example.com/mg:1"},
+                "pooler": {"replicas": 2, "storage": {"size": "20Gi"}},
+                "cells": [{"name": "a"}, {"name": "b", "gateway": {"replicas": 5}, "pooler": {"replicas": 1}}]
+            }),
+        ))
+        .expect("builds");
+        let [a, b] = &children.cells[..] else {
+            panic!("two cells")
+        };
+        assert_eq!(a.spec.gateway.as_ref().and_then(|g| g.replicas), Some(2));
+        let gb = b.spec.gateway.as_ref().expect("gateway");
+        assert_eq!(
+            (gb.replicas, gb.image.as_deref()),
+            (Some(5), Some("example.com/mg:1"))
+        );
+        let pb = b.spec.pooler.as_ref().expect("pooler");
+        assert_eq!(pb.component.replicas, Some(1));
+        assert_eq!(
+            pb.storage.as_ref().and_then(|s| s.size.as_deref()),
+            Some("20Gi")
+        );
+    }
+
+    #[test]
+    fn names_that_would_be_too_long_are_refused_with_the_culprit() {
+        let long = "a".repeat(40);
+        let err = build(&cluster(
+            &long,
+            serde_json::json!({"cells": [{"name": "zone-a"}]}),
+        ))
+        .expect_err("too long");
+        let SpecError::NameTooLong { what, max, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            (what.as_str(), *max),
+            ("pooler StatefulSet", MAX_STATEFULSET_NAME)
+        );
+        assert_eq!(err.reason(), "NameTooLong");
+        assert!(err.to_string().contains("shorten the name"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_cells_are_refused() {
+        let err = build(&cluster(
+            "demo",
+            serde_json::json!({"cells": [{"name": "a"}, {"name": "a"}]}),
+        ))
+        .expect_err("dup");
+        assert_eq!(err, SpecError::DuplicateCell("a".into()));
+    }
+
+    #[test]
+    fn children_of_two_clusters_in_one_namespace_never_share_a_name() {
+        let one = build(&cluster(
+            "a",
+            serde_json::json!({"cells": [{"name": "b-c"}]}),
+        ))
+        .expect("builds");
+        let two = build(&cluster(
+            "a-b",
+            serde_json::json!({"cells": [{"name": "c"}]}),
+        ))
+        .expect("builds");
+        assert_ne!(one.cells[0].name_any(), two.cells[0].name_any());
+        assert_ne!(one.etcd.name_any(), two.etcd.name_any());
+    }
+}

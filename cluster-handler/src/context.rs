@@ -1,0 +1,37 @@
+//! State shared by the cluster and cell controllers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::reflector::Store;
+use shared::crd::{Cell, Etcd, MultiGateway, MultiOrch, MultiPooler};
+use shared::metrics::Metrics;
+use shared::retry::Backoffs;
+
+/// Everything a reconcile needs besides the object: the client and the caches of the children
+/// this handler writes.
+pub struct Context {
+    pub client: Client,
+    pub etcds: Store<Etcd>,
+    pub cells: Store<Cell>,
+    pub gateways: Store<MultiGateway>,
+    pub orchs: Store<MultiOrch>,
+    pub poolers: Store<MultiPooler>,
+    pub backoffs: Backoffs,
+    pub metrics: Arc<Metrics>,
+    /// How often a healthy object is reconciled again even without events.
+    pub resync: Duration,
+}
+
+impl Context {
+    /// Waits until every child cache has done its first list.
+    pub async fn caches_ready(&self) {
+        // The stores only fail to become ready when their writer is dropped at shutdown.
+        let _ = self.etcds.wait_until_ready().await;
+        let _ = self.cells.wait_until_ready().await;
+        let _ = self.gateways.wait_until_ready().await;
+        let _ = self.orchs.wait_until_ready().await;
+        let _ = self.poolers.wait_until_ready().await;
+    }
+}

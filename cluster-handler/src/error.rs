@@ -1,0 +1,61 @@
+//! Errors of a cluster-handler reconcile.
+
+use thiserror::Error;
+
+use crate::spec::SpecError;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The spec cannot be fanned out; retrying will not help until it changes.
+    #[error("{object}: {source}")]
+    Spec {
+        object: String,
+        #[source]
+        source: SpecError,
+    },
+
+    /// Some children could not be written; the others were.
+    #[error("{object}: {}", describe(.failed))]
+    Children {
+        object: String,
+        failed: Vec<(String, String)>,
+    },
+
+    /// A child that is no longer wanted could not be deleted.
+    #[error("{object}: deleting {target}: {source}")]
+    Cleanup {
+        object: String,
+        target: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    /// Writing the status failed.
+    #[error("{object}: writing status: {source}")]
+    Status {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// `Cell a: error; Etcd b: error`.
+pub fn describe(failed: &[(String, String)]) -> String {
+    failed
+        .iter()
+        .map(|(id, e)| format!("{id}: {e}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Error {
+    /// Low-cardinality label for logs and metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Spec { .. } => "invalid_spec",
+            Self::Children { .. } => "apply",
+            Self::Cleanup { .. } => "cleanup",
+            Self::Status { .. } => "status",
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Parallel fan-out: every child of one parent is applied in its own tokio task, so the wall
+//! time of a fan-out is that of the slowest child, and one failing child does not stop its
+//! siblings.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use shared::apply::{Decision, Desired, apply};
+use shared::meta::CLUSTER_HANDLER_MANAGER;
+use tokio::task::JoinSet;
+
+/// The outcome of one child's apply.
+#[derive(Debug)]
+pub struct ChildWrite {
+    /// `Kind name` of the child.
+    pub id: String,
+    pub result: Result<Decision, String>,
+}
+
+/// A set of child applies running concurrently.
+#[derive(Default)]
+pub struct FanOut {
+    tasks: JoinSet<ChildWrite>,
+}
+
+impl FanOut {
+    /// Starts applying `desired` (compared with `live`, the cached child) in a new task.
+    pub fn apply<K>(&mut self, api: Api<K>, desired: Desired<K>, live: Option<Arc<K>>)
+    where
+        K: Resource<DynamicType = ()>
+            + Clone
+            + Debug
+            + Serialize
+            + DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+    {
+        let id = format!("{} {}", K::kind(&()), desired.object.name_any());
+        self.tasks.spawn(async move {
+            let result = apply(&api, CLUSTER_HANDLER_MANAGER, desired, live.as_deref())
+                .await
+                .map(|applied| applied.decision)
+                .map_err(|e| e.to_string());
+            if let Ok(decision) = &result
+                && decision.needs_write()
+            {
+                tracing::info!(child = id, decision = decision.as_str(), "applied");
+            }
+            ChildWrite { id, result }
+        });
+    }
+
+    /// Waits for every child; a task that panicked is reported as a failed child.
+    pub async fn join(self) -> Vec<ChildWrite> {
+        let mut done = Vec::new();
+        let mut tasks = self.tasks;
+        while let Some(joined) = tasks.join_next().await {
+            done.push(joined.unwrap_or_else(|e| ChildWrite {
+                id: "child task".to_string(),
+                result: Err(format!("task failed: {e}")),
+            }));
+        }
+        done.sort_by(|a, b| a.id.cmp(&b.id));
+        done
+    }
+}
+
+/// The failed children of a fan-out as `(id, error)`.
+pub fn failures(writes: &[ChildWrite]) -> Vec<(String, String)> {
+    writes
+        .iter()
+        .filter_map(|w| w.result.as_ref().err().map(|e| (w.id.clone(), e.clone())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use http::{Request, Response};
+    use kube::client::Body;
+    use shared::crd::{MultiGateway, MultiGatewaySpec, TopoSpec};
+
+    use super::*;
+
+    /// A client whose every request takes `delay`, answering with the object it was sent;
+    /// `peak` records the most requests in flight at once.
+    fn slow_client(delay: Duration, peak: Arc<AtomicUsize>) -> kube::Client {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let service = tower::service_fn(move |request: Request<Body>| {
+            let (in_flight, peak) = (in_flight.clone(), peak.clone());
+            async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                let body = request
+                    .into_body()
+                    .collect_bytes()
+                    .await
+                    .unwrap_or_default();
+                Ok::<_, Infallible>(Response::new(Body::from(body.to_vec())))
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    fn gateway(name: &str) -> MultiGateway {
+        let mut g = MultiGateway::new(
+            name,
+            MultiGatewaySpec {
+                cell: "a".into(),
+                topo: TopoSpec {
+                    global_server_addresses: "x:2379".into(),
+                    global_root: None,
+                },
+                ..Default::default()
+            },
+        );
+        g.metadata.namespace = Some("default".into());
+        g
+    }
+
+    #[tokio::test]
+    async fn children_are_applied_concurrently_so_wall_time_is_that_of_the_slowest() {
+        let delay = Duration::from_millis(300);
+        let peak = Arc::new(AtomicUsize::new(0));
+        let api: Api<MultiGateway> = Api::namespaced(slow_client(delay, peak.clone()), "default");
+        let children = 6;
+        let started = Instant::now();
+        let mut fan = FanOut::default();
+        for i in 0..children {
+            fan.apply(api.clone(), Desired::new(gateway(&format!("g{i}"))), None);
+        }
+        let writes = fan.join().await;
+        let wall = started.elapsed();
+        assert_eq!(writes.len(), children);
+        assert!(
+            writes.iter().all(|w| w.result == Ok(Decision::Create)),
+            "{writes:?}"
+        );
+        assert_eq!(
+            peak.load(Ordering::SeqCst),
+            children,
+            "every child in flight at once"
+        );
+        let sum = delay * children as u32;
+        assert!(
+            wall < sum / 2,
+            "fan-out took {wall:?}; one child takes {delay:?}, all in a row {sum:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_failing_child_does_not_stop_its_siblings() {
+        let service = tower::service_fn(|request: Request<Body>| async move {
+            let failing = request.uri().path().ends_with("/bad");
+            let body = request
+                .into_body()
+                .collect_bytes()
+                .await
+                .unwrap_or_default();
+            let mut response = if failing {
+                let status = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "admission webhook said no", "reason": "Forbidden", "code": 403});
+                Response::new(Body::from(status.to_string().into_bytes()))
+            } else {
+                Response::new(Body::from(body.to_vec()))
+            };
+            if failing {
+                *response.status_mut() = http::StatusCode::FORBIDDEN;
+            }
+            Ok::<_, Infallible>(response)
+        });
+        let api: Api<MultiGateway> =
+            Api::namespaced(kube::Client::new(service, "default"), "default");
+        let mut fan = FanOut::default();
+        for name in ["a", "bad", "c"] {
+            fan.apply(api.clone(), Desired::new(gateway(name)), None);
+        }
+        let writes = fan.join().await;
+        let failed = failures(&writes);
+        assert_eq!(failed.len(), 1, "{writes:?}");
+        assert_eq!(failed[0].0, "MultiGateway bad");
+        assert!(
+            failed[0].1.contains("admission webhook said no"),
+            "{failed:?}"
+        );
+        assert_eq!(writes.iter().filter(|w| w.result.is_ok()).count(), 2);
+    }
+}

@@ -1,0 +1,234 @@
+//! Handler binaries as real processes: started with the test cluster's kubeconfig, a free
+//! admin port and a log file per process, scraped over `/metrics`, stopped on drop.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::env::{TestEnv, repo_root};
+use crate::wait::wait_until;
+
+/// Where cargo put the binaries (`make e2e` builds them before the tests run).
+pub fn binary_path(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let path = target.join("debug").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build -p cluster-handler -p resource-handler` (make e2e does)",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// A running handler process.
+pub struct Handler {
+    child: Child,
+    pub name: String,
+    pub admin: SocketAddr,
+    pub log_path: PathBuf,
+}
+
+/// How to start a handler.
+#[derive(Clone, Debug, Default)]
+pub struct HandlerOptions {
+    /// `--namespace`: watch only this namespace (tests run in parallel, one namespace each).
+    pub namespace: Option<String>,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Handler {
+    /// Starts binary `bin` (`cluster-handler` or `resource-handler`) against the test cluster.
+    pub fn start(bin: &str, env: &TestEnv, options: HandlerOptions) -> Handler {
+        let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let logs = repo_root().join("e2e/.work/logs");
+        std::fs::create_dir_all(&logs).unwrap_or_else(|e| panic!("{}: {e}", logs.display()));
+        let scope = options.namespace.clone().unwrap_or_else(|| "all".into());
+        let log_path = logs.join(format!("{bin}-{scope}-{}.log", admin.port()));
+        let log = std::fs::File::create(&log_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", log_path.display()));
+        let log_err = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("{}: {e}", log_path.display()));
+        let mut cmd = Command::new(binary_path(bin));
+        cmd.args(["--log-format", "json", "--admin-addr", &admin.to_string()])
+            .env("KUBECONFIG", &env.kubeconfig)
+            .env("RUST_LOG", "info")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        if let Some(ns) = &options.namespace {
+            cmd.args(["--namespace", ns]);
+        }
+        cmd.args(&options.args);
+        cmd.envs(options.env.iter().map(|(k, v)| (k, v)));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+        Handler {
+            child,
+            name: bin.to_string(),
+            admin,
+            log_path,
+        }
+    }
+
+    /// Waits until `/readyz` answers 200; panics with the log tail if the process exits.
+    pub async fn wait_ready(&mut self, timeout: Duration) {
+        let url = format!("http://{}/readyz", self.admin);
+        let name = self.name.clone();
+        let http = reqwest::Client::new();
+        let what = format!("{name} to be ready");
+        let log = self.log_path.clone();
+        let pid = self.child.id();
+        wait_until(&what, timeout, || {
+            let exited = self.child.try_wait().ok().flatten();
+            let (http, url, log, name) = (http.clone(), url.clone(), log.clone(), name.clone());
+            async move {
+                if let Some(status) = exited {
+                    panic!(
+                        "{name} (pid {pid}) exited with {status}:\n{}",
+                        tail(&log, 30)
+                    );
+                }
+                match http.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(format!("/readyz: {}", r.status())),
+                    Err(e) => Err(format!("/readyz: {e}")),
+                }
+            }
+        })
+        .await;
+    }
+
+    /// The process's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.admin);
+        match reqwest::get(&url).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(e) => panic!("GET {url}: {e}\n{}", self.log_tail(30)),
+        }
+    }
+
+    /// Kubernetes API writes (create, update, patch, delete) the process has sent so far.
+    pub async fn api_writes(&self) -> u64 {
+        let text = self.metrics().await;
+        metric_sum(&text, "multigres_api_requests_total", |labels| {
+            ["create", "update", "patch", "delete", "deletecollection"]
+                .iter()
+                .any(|v| labels.contains(&format!("verb=\"{v}\"")))
+        })
+    }
+
+    /// Reconciles the process has run so far (all controllers).
+    pub async fn reconciles(&self) -> u64 {
+        metric_sum(&self.metrics().await, "multigres_reconciles_total", |_| {
+            true
+        })
+    }
+
+    /// The last `n` lines of the process log.
+    pub fn log_tail(&self, n: usize) -> String {
+        tail(&self.log_path, n)
+    }
+
+    /// Every log line, parsed as JSON where possible.
+    pub fn log_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log_path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Sends SIGTERM and waits for the exit status (SIGKILL after `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok();
+        None
+    }
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tail(path: &PathBuf, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Sum of the samples of metric `name` whose label text (`{...}`) passes `filter`.
+pub fn metric_sum(text: &str, name: &str, filter: impl Fn(&str) -> bool) -> u64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let labels = series.strip_prefix(name)?;
+            (labels.is_empty() || labels.starts_with('{')).then_some((labels, value))
+        })
+        .filter(|(labels, _)| filter(labels))
+        .filter_map(|(_, value)| value.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// Starts `bin` watching only namespace `ns` with a short resync, and waits until it is ready.
+pub async fn start_in_namespace(bin: &str, ns: &str, resync: &str) -> Handler {
+    let env = TestEnv::load();
+    let mut handler = Handler::start(
+        bin,
+        &env,
+        HandlerOptions {
+            namespace: Some(ns.to_string()),
+            args: vec!["--resync".into(), resync.into()],
+            ..Default::default()
+        },
+    );
+    handler.wait_ready(Duration::from_secs(60)).await;
+    handler
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_matching_samples_only() {
+        let text = "# HELP x\nmultigres_api_requests_total{verb=\"patch\",resource=\"a\"} 2\nmultigres_api_requests_total{verb=\"get\",resource=\"a\"} 5\nmultigres_api_requests_total{verb=\"patch\",resource=\"b\"} 1\nother 9\n";
+        assert_eq!(
+            metric_sum(text, "multigres_api_requests_total", |l| l
+                .contains("patch")),
+            3
+        );
+        assert_eq!(
+            metric_sum(text, "multigres_api_requests_total", |_| true),
+            8
+        );
+    }
+}

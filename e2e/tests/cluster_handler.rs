@@ -1,0 +1,395 @@
+//! Both handlers as separate processes turn the sample MultigresClusters into running
+//! workloads: Healthy, scaling through the cluster spec, removing a cell, deleting the cluster,
+//! and no writes at all while nothing changes.
+
+use std::time::Duration;
+
+use e2e::process::{Handler, start_in_namespace};
+use e2e::{TestEnv, install_crds, wait_until, with_namespace};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+use shared::crd::{Cell, Etcd, MultiGateway, MultiOrch, MultiPooler, MultigresCluster, Phase};
+use shared::meta::{ComponentLabel, cell_component_name, cell_object_name, cluster_etcd_name};
+use shared::samples::{load, samples_dir};
+use shared::status::{READY, condition};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+async fn admin() -> Client {
+    let client = e2e::k8s::admin_client(&TestEnv::load()).await;
+    install_crds(&client).await;
+    client
+}
+
+async fn both_handlers(ns: &str) -> (Handler, Handler) {
+    let cluster = start_in_namespace("cluster-handler", ns, "2s").await;
+    let resource = start_in_namespace("resource-handler", ns, "2s").await;
+    (cluster, resource)
+}
+
+fn sample(file: &str) -> MultigresCluster {
+    let sample = load(&samples_dir().join(file)).expect("sample loads");
+    serde_json::from_value(sample.object).expect("sample is a MultigresCluster")
+}
+
+/// Waits until the cluster is Healthy for its current generation and returns it.
+async fn wait_healthy(api: &Api<MultigresCluster>, name: &str) -> MultigresCluster {
+    wait_until(
+        &format!("MultigresCluster {name} to be Healthy"),
+        TIMEOUT,
+        || async {
+            let c = api.get(name).await.map_err(|e| e.to_string())?;
+            let s = c.status.clone().unwrap_or_default();
+            let ready = condition(&s.core.conditions, READY)
+                .map(|c| format!("{}: {}", c.reason, c.message));
+            if s.phase == Some(Phase::Healthy)
+                && s.core.ready
+                && s.core.observed_generation == c.metadata.generation
+            {
+                Ok(c)
+            } else {
+                Err(format!("phase {:?}, Ready {ready:?}", s.phase))
+            }
+        },
+    )
+    .await
+}
+
+/// Names of the component objects and workloads of one cell.
+fn cell_objects(cluster: &str, cell: &str) -> (String, [String; 3]) {
+    let cell_obj = cell_object_name(cluster, cell);
+    let parts = [
+        ComponentLabel::Gateway,
+        ComponentLabel::Orch,
+        ComponentLabel::Pooler,
+    ]
+    .map(|c| cell_component_name(&cell_obj, c));
+    (cell_obj, parts)
+}
+
+async fn deployment_replicas(client: &Client, ns: &str, name: &str) -> Result<i32, String> {
+    let d = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or(format!("no Deployment {name}"))?;
+    Ok(d.spec.and_then(|s| s.replicas).unwrap_or(1))
+}
+
+/// Everything a cell leaves behind: its Cell, components and workloads, by name.
+async fn cell_leftovers(
+    client: &Client,
+    ns: &str,
+    cluster: &str,
+    cell: &str,
+) -> Result<Vec<String>, String> {
+    let (cell_obj, [gateway, orch, pooler]) = cell_objects(cluster, cell);
+    let mut left = Vec::new();
+    let e = |e: kube::Error| e.to_string();
+    if Api::<Cell>::namespaced(client.clone(), ns)
+        .get_opt(&cell_obj)
+        .await
+        .map_err(e)?
+        .is_some()
+    {
+        left.push(format!("Cell {cell_obj}"));
+    }
+    if Api::<MultiGateway>::namespaced(client.clone(), ns)
+        .get_opt(&gateway)
+        .await
+        .map_err(e)?
+        .is_some()
+    {
+        left.push(format!("MultiGateway {gateway}"));
+    }
+    if Api::<MultiOrch>::namespaced(client.clone(), ns)
+        .get_opt(&orch)
+        .await
+        .map_err(e)?
+        .is_some()
+    {
+        left.push(format!("MultiOrch {orch}"));
+    }
+    if Api::<MultiPooler>::namespaced(client.clone(), ns)
+        .get_opt(&pooler)
+        .await
+        .map_err(e)?
+        .is_some()
+    {
+        left.push(format!("MultiPooler {pooler}"));
+    }
+    for d in [&gateway, &orch] {
+        if Api::<Deployment>::namespaced(client.clone(), ns)
+            .get_opt(d)
+            .await
+            .map_err(e)?
+            .is_some()
+        {
+            left.push(format!("Deployment {d}"));
+        }
+    }
+    if Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .get_opt(&pooler)
+        .await
+        .map_err(e)?
+        .is_some()
+    {
+        left.push(format!("StatefulSet {pooler}"));
+    }
+    Ok(left)
+}
+
+#[tokio::test]
+async fn minimal_cluster_becomes_healthy_and_is_garbage_collected() {
+    let client = admin().await;
+    with_namespace(&client, "ch-minimal", |client, ns| async move {
+        let (_cluster_handler, _resource_handler) = both_handlers(&ns.name).await;
+        let api: Api<MultigresCluster> = Api::namespaced(client.clone(), &ns.name);
+        let cluster = sample("minimal-cluster.yaml");
+        api.create(&PostParams::default(), &cluster)
+            .await
+            .expect("cluster created");
+        let healthy = wait_healthy(&api, "minimal").await;
+        let status = healthy.status.expect("status");
+        // Defaults: 3 etcd members, one cell with 2 gateways, 1 orch, 2 poolers.
+        assert_eq!(
+            (
+                status.etcd.ready_replicas,
+                status.cells.replicas,
+                status.cells.ready_replicas
+            ),
+            (3, 1, 1)
+        );
+        assert_eq!(
+            (
+                status.gateway.ready_replicas,
+                status.orch.ready_replicas,
+                status.pooler.ready_replicas
+            ),
+            (2, 1, 2)
+        );
+        let etcd = cluster_etcd_name("minimal");
+        assert!(
+            Api::<Etcd>::namespaced(client.clone(), &ns.name)
+                .get_opt(&etcd)
+                .await
+                .expect("get")
+                .is_some()
+        );
+        assert!(
+            Api::<StatefulSet>::namespaced(client.clone(), &ns.name)
+                .get_opt(&etcd)
+                .await
+                .expect("get")
+                .is_some()
+        );
+        assert!(
+            cell_leftovers(&client, &ns.name, "minimal", "default")
+                .await
+                .expect("listed")
+                .len()
+                == 8,
+            "the default cell has all its objects"
+        );
+
+        api.delete("minimal", &DeleteParams::foreground())
+            .await
+            .expect("cluster deleted");
+        wait_until(
+            "everything under the cluster to be garbage-collected",
+            TIMEOUT,
+            || async {
+                let mut left = cell_leftovers(&client, &ns.name, "minimal", "default").await?;
+                if Api::<Etcd>::namespaced(client.clone(), &ns.name)
+                    .get_opt(&etcd)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_some()
+                {
+                    left.push("Etcd".into());
+                }
+                if Api::<StatefulSet>::namespaced(client.clone(), &ns.name)
+                    .get_opt(&etcd)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_some()
+                {
+                    left.push("etcd StatefulSet".into());
+                }
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("left: {left:?}"))
+                }
+            },
+        )
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn multi_cell_cluster_scales_loses_a_cell_and_stays_quiet_when_steady() {
+    let client = admin().await;
+    with_namespace(&client, "ch-multi", |client, ns| async move {
+        let (cluster_handler, resource_handler) = both_handlers(&ns.name).await;
+        let api: Api<MultigresCluster> = Api::namespaced(client.clone(), &ns.name);
+        api.create(&PostParams::default(), &sample("multi-cell-cluster.yaml"))
+            .await
+            .expect("cluster created");
+        let status = wait_healthy(&api, "multi").await.status.expect("status");
+        assert_eq!((status.cells.replicas, status.cells.ready_replicas), (3, 3));
+        // zone-c overrides the gateway replicas (3) and the pooler replicas (1).
+        assert_eq!(status.gateway.ready_replicas, 2 + 2 + 3);
+        assert_eq!(status.pooler.ready_replicas, 2 + 2 + 1);
+        let gateway = |cell: &str| cell_objects("multi", cell).1[0].clone();
+
+        // Steady: several resyncs of both handlers and not one write.
+        let writes = (
+            cluster_handler.api_writes().await,
+            resource_handler.api_writes().await,
+        );
+        let reconciles = (
+            cluster_handler.reconciles().await,
+            resource_handler.reconciles().await,
+        );
+        wait_until("both handlers to resync several times", TIMEOUT, || async {
+            let now = (
+                cluster_handler.reconciles().await,
+                resource_handler.reconciles().await,
+            );
+            if now.0 >= reconciles.0 + 8 && now.1 >= reconciles.1 + 20 {
+                Ok(())
+            } else {
+                Err(format!("{now:?} since {reconciles:?}"))
+            }
+        })
+        .await;
+        let after = (
+            cluster_handler.api_writes().await,
+            resource_handler.api_writes().await,
+        );
+        assert_eq!(
+            after,
+            writes,
+            "writes while steady (cluster-handler, resource-handler):\n{}\n{}",
+            cluster_handler.metrics().await,
+            resource_handler.metrics().await
+        );
+
+        // Scaling the cluster-wide gateway template reaches every cell that does not override it.
+        api.patch(
+            "multi",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"gateway": {"replicas": 4}}})),
+        )
+        .await
+        .expect("scaled");
+        wait_until(
+            "gateway Deployments to follow the template",
+            TIMEOUT,
+            || async {
+                let seen = (
+                    deployment_replicas(&client, &ns.name, &gateway("zone-a")).await?,
+                    deployment_replicas(&client, &ns.name, &gateway("zone-b")).await?,
+                    deployment_replicas(&client, &ns.name, &gateway("zone-c")).await?,
+                );
+                if seen == (4, 4, 3) {
+                    Ok(())
+                } else {
+                    Err(format!("(zone-a, zone-b, zone-c) = {seen:?}"))
+                }
+            },
+        )
+        .await;
+        let status = wait_healthy(&api, "multi").await.status.expect("status");
+        assert_eq!(status.gateway.ready_replicas, 4 + 4 + 3);
+
+        // Removing a cell from the spec removes its whole subtree.
+        api.patch(
+            "multi",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"cells": [{"name": "zone-a"}, {"name": "zone-b"}]}})),
+        )
+        .await
+        .expect("cell removed");
+        wait_until(
+            "cell zone-c and everything under it to be gone",
+            TIMEOUT,
+            || async {
+                let left = cell_leftovers(&client, &ns.name, "multi", "zone-c").await?;
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("left: {left:?}"))
+                }
+            },
+        )
+        .await;
+        let status = wait_healthy(&api, "multi").await.status.expect("status");
+        assert_eq!(
+            (status.cells.replicas, status.gateway.ready_replicas),
+            (2, 8)
+        );
+        assert!(
+            cell_leftovers(&client, &ns.name, "multi", "zone-a")
+                .await
+                .expect("listed")
+                .len()
+                == 8,
+            "zone-a untouched"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_name_too_long_for_its_children_is_reported_on_the_cluster() {
+    let client = admin().await;
+    with_namespace(&client, "ch-invalid", |client, ns| async move {
+        let (cluster_handler, _resource_handler) = both_handlers(&ns.name).await;
+        let api: Api<MultigresCluster> = Api::namespaced(client.clone(), &ns.name);
+        let name = "a-cluster-name-that-is-long-enough-to-overflow";
+        let cluster: MultigresCluster = serde_json::from_value(json!({
+            "apiVersion": "multigres.com/v1alpha1", "kind": "MultigresCluster",
+            "metadata": {"name": name}, "spec": {"cells": [{"name": "zone-a"}]}
+        }))
+        .expect("object");
+        api.create(&PostParams::default(), &cluster)
+            .await
+            .expect("accepted by the API server");
+        let cond = wait_until("Ready=False with NameTooLong", TIMEOUT, || async {
+            let c = api.get(name).await.map_err(|e| e.to_string())?;
+            let s = c.status.unwrap_or_default();
+            match condition(&s.core.conditions, READY) {
+                Some(c) if c.status == "False" && c.reason == "NameTooLong" => Ok(c.clone()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        assert!(
+            cond.message.contains("shorten the name"),
+            "{}",
+            cond.message
+        );
+        assert!(
+            Api::<Etcd>::namespaced(client.clone(), &ns.name)
+                .get_opt(&cluster_etcd_name(name))
+                .await
+                .expect("get")
+                .is_none(),
+            "nothing is created from a refused spec"
+        );
+        let logged = cluster_handler.log_lines().into_iter().any(|l| {
+            l["level"] == "WARN" && l["object"].as_str() == Some(&format!("{}/{name}", ns.name))
+        });
+        assert!(
+            logged,
+            "no warning naming the cluster:\n{}",
+            cluster_handler.log_tail(20)
+        );
+    })
+    .await;
+}

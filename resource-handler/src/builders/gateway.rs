@@ -1,0 +1,48 @@
+//! MultiGateway G → Deployment G and Service G (HTTP 15100, gRPC 15170, PostgreSQL 5432).
+
+use shared::crd::{MultiGateway, MultiGatewaySpec};
+use shared::defaults::Component;
+use shared::meta::ComponentLabel;
+
+use super::objects::Port;
+use super::stateless::{self, Stateless};
+use super::{BuildError, DeploymentObjects};
+
+const HTTP: Port = Port {
+    name: "http",
+    number: 15100,
+};
+const GRPC: Port = Port {
+    name: "grpc",
+    number: 15170,
+};
+const POSTGRES: Port = Port {
+    name: "postgres",
+    number: 5432,
+};
+
+/// The objects of `gateway`.
+pub fn gateway(gateway: &MultiGateway) -> Result<DeploymentObjects, BuildError> {
+    let MultiGatewaySpec {
+        component,
+        cell,
+        topo,
+    } = &gateway.spec;
+    stateless::deployment_objects(
+        gateway,
+        Stateless {
+            component: Component::Gateway,
+            label: ComponentLabel::Gateway,
+            binary: "multigateway",
+            spec: component,
+            cell,
+            topo,
+            http: HTTP,
+            ports: &[
+                ("http-port", HTTP),
+                ("grpc-port", GRPC),
+                ("pg-port", POSTGRES),
+            ],
+        },
+    )
+}

@@ -1,0 +1,125 @@
+//! Pure builders: a component object in, the Kubernetes objects it should have out.
+//!
+//! Nothing here does I/O. Each builder validates what the CRD schema cannot express (image
+//! references, quantities, the lengths of derived names), then returns objects that contain
+//! only the fields the resource-handler means to own: they are sent as server-side apply
+//! patches, so an unset `Option` stays `None` and no field is set to an empty value.
+//!
+//! | Kind | Objects |
+//! |---|---|
+//! | `Etcd` X | StatefulSet X, headless Service `X-peer`, Service `X-client` |
+//! | `MultiGateway` G | Deployment G, Service G |
+//! | `MultiOrch` O | Deployment O, Service O |
+//! | `MultiPooler` P | StatefulSet P (multipooler + postgres), headless Service P |
+//!
+//! Fields Kubernetes will not let us change on an existing object: a StatefulSet's `selector`,
+//! `serviceName`, `podManagementPolicy` and `volumeClaimTemplates`, and a Deployment's
+//! `selector`. The builders derive them only from the object's name and `spec.storage` (which
+//! the CRD makes immutable), so they never change for an existing object.
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Service;
+
+mod etcd;
+mod gateway;
+mod objects;
+mod orch;
+mod pod;
+mod pooler;
+mod stateless;
+mod validate;
+
+#[cfg(test)]
+mod golden_tests;
+
+pub use etcd::etcd;
+pub use gateway::gateway;
+pub use orch::orch;
+pub use pooler::pooler;
+
+/// Why a component object cannot be turned into workloads. Retrying does not help until the
+/// object changes; the message names the field to fix.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum BuildError {
+    /// An image reference that container runtimes would refuse.
+    #[error("{field} \"{image}\" is not a valid image reference: {reason}")]
+    InvalidImage {
+        /// The spec field holding the image, e.g. `spec.image`.
+        field: &'static str,
+        image: String,
+        reason: String,
+    },
+
+    /// A storage size that is not a positive Kubernetes quantity.
+    #[error(
+        "spec.storage.size \"{size}\" is not a positive quantity: use a number with an optional \
+         suffix, such as 10Gi, 500Mi or 1T"
+    )]
+    InvalidStorageSize { size: String },
+
+    /// The object's name cannot name the objects derived from it.
+    #[error(
+        "the name \"{name}\" cannot be used for a {kind}: the Services made from it need a name \
+         that starts with a lowercase letter and has only lowercase letters, digits and '-'; \
+         rename the {kind}"
+    )]
+    InvalidName { kind: String, name: String },
+
+    /// A derived name is longer than Kubernetes allows.
+    #[error(
+        "{object} would have a name of {len} characters, more than the {max} allowed; shorten \
+         the name of the {kind}"
+    )]
+    NameTooLong {
+        /// The derived object, e.g. `Service "demo-client"`.
+        object: String,
+        len: usize,
+        max: usize,
+        /// Kind of the component object whose name is too long.
+        kind: String,
+    },
+
+    /// The object was not read from the API server: it has no uid or namespace to own children.
+    #[error(
+        "the object has no name, uid or namespace yet; build from an object read from the API server"
+    )]
+    NotStored,
+}
+
+impl BuildError {
+    /// CamelCase reason for the `Ready=False` condition.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidImage { .. } => "InvalidImage",
+            Self::InvalidStorageSize { .. } => "InvalidStorageSize",
+            Self::InvalidName { .. } => "InvalidName",
+            Self::NameTooLong { .. } => "NameTooLong",
+            Self::NotStored => "NotStored",
+        }
+    }
+}
+
+/// What an `Etcd` turns into.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EtcdObjects {
+    pub statefulset: StatefulSet,
+    /// Headless; gives members stable DNS names and carries peer traffic.
+    pub peer_service: Service,
+    /// What clients (the Multigres components) connect to.
+    pub client_service: Service,
+}
+
+/// What a `MultiGateway` or a `MultiOrch` turns into.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeploymentObjects {
+    pub deployment: Deployment,
+    pub service: Service,
+}
+
+/// What a `MultiPooler` turns into.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolerObjects {
+    pub statefulset: StatefulSet,
+    /// Headless; the StatefulSet's governing Service.
+    pub service: Service,
+}

@@ -1,0 +1,40 @@
+//! MultiOrch O → Deployment O and Service O (HTTP 15300, gRPC 15370).
+
+use shared::crd::{MultiOrch, MultiOrchSpec};
+use shared::defaults::Component;
+use shared::meta::ComponentLabel;
+
+use super::objects::Port;
+use super::stateless::{self, Stateless};
+use super::{BuildError, DeploymentObjects};
+
+const HTTP: Port = Port {
+    name: "http",
+    number: 15300,
+};
+const GRPC: Port = Port {
+    name: "grpc",
+    number: 15370,
+};
+
+/// The objects of `orch`.
+pub fn orch(orch: &MultiOrch) -> Result<DeploymentObjects, BuildError> {
+    let MultiOrchSpec {
+        component,
+        cell,
+        topo,
+    } = &orch.spec;
+    stateless::deployment_objects(
+        orch,
+        Stateless {
+            component: Component::Orch,
+            label: ComponentLabel::Orch,
+            binary: "multiorch",
+            spec: component,
+            cell,
+            topo,
+            http: HTTP,
+            ports: &[("http-port", HTTP), ("grpc-port", GRPC)],
+        },
+    )
+}

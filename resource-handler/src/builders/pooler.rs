@@ -1,0 +1,134 @@
+//! MultiPooler P → StatefulSet P and headless Service P.
+//!
+//! Each pod runs two containers sharing the `data` volume at `/var/lib/pooler`:
+//! - `multipooler` (HTTP 15200, gRPC 15270), the connection pooler, which drives
+//! - `postgres`: pgctld (HTTP 15400, gRPC 15470 on localhost) managing PostgreSQL (5432),
+//!   whose data directory is `/var/lib/pooler/pg_data`.
+//!
+//! `spec.resources` sizes the `postgres` container: that is where the memory and CPU of a
+//! database go, and applying them to both containers would double the pod's request. The
+//! pooler itself is light and runs without requests or limits.
+
+use k8s_openapi::api::core::v1::Container;
+use shared::crd::{MultiPooler, MultiPoolerSpec, PoolerTemplate};
+use shared::defaults::{Component, PGCTLD_IMAGE, POOLER_STORAGE_SIZE};
+use shared::meta::ComponentLabel;
+
+use super::objects::{self, Owner, Port, ServiceKind};
+use super::pod::{self, PodShape, Timing};
+use super::validate;
+use super::{BuildError, PoolerObjects};
+
+const HTTP: Port = Port {
+    name: "http",
+    number: 15200,
+};
+const GRPC: Port = Port {
+    name: "grpc",
+    number: 15270,
+};
+const POSTGRES: Port = Port {
+    name: "postgres",
+    number: 5432,
+};
+const PGCTLD_HTTP: Port = Port {
+    name: "pgctld-http",
+    number: 15400,
+};
+const PGCTLD_GRPC: Port = Port {
+    name: "pgctld-grpc",
+    number: 15470,
+};
+/// Where both containers mount the data volume (pgctld's and multipooler's `--pooler-dir`).
+const POOLER_DIR: &str = "/var/lib/pooler";
+/// PostgreSQL's data directory: a subdirectory, because initdb must own (chmod) it and cannot
+/// own a mount point.
+const PGDATA: &str = "/var/lib/pooler/pg_data";
+const PGCTLD_BINARY: &str = "/usr/local/bin/pgctld";
+
+/// The objects of `pooler`.
+pub fn pooler(pooler: &MultiPooler) -> Result<PoolerObjects, BuildError> {
+    let MultiPoolerSpec {
+        pooler:
+            PoolerTemplate {
+                component,
+                postgres_image,
+                storage,
+            },
+        cell,
+        topo,
+    } = &pooler.spec;
+    let owner = Owner::new(pooler, ComponentLabel::Pooler, Some(cell))?;
+    let service = objects::service(
+        &owner,
+        &owner.name,
+        ServiceKind::Headless,
+        &[HTTP, GRPC, POSTGRES],
+    )?;
+    owner.check_statefulset_name()?;
+    let shape = PodShape::new(Component::Pooler, component, &owner)?;
+    let postgres_image = postgres_image.as_deref().unwrap_or(PGCTLD_IMAGE);
+    validate::image("spec.postgresImage", postgres_image)?;
+    let claim = objects::data_claim(&owner, storage.as_ref(), POOLER_STORAGE_SIZE)?;
+
+    let mut multipooler = shape.container("multipooler", &shape.image);
+    multipooler.command = Some(vec!["multipooler".to_string()]);
+    let mut args = pod::multigres_args(cell, topo, &[("http-port", HTTP), ("grpc-port", GRPC)]);
+    args.extend([
+        format!("--pooler-dir={POOLER_DIR}"),
+        format!("--pgctld-addr=localhost:{}", PGCTLD_GRPC.number),
+        format!("--pg-port={}", POSTGRES.number),
+    ]);
+    multipooler.args = Some(args);
+    multipooler.env = Some(vec![pod::env("PGDATA", PGDATA)]);
+    multipooler.ports = Some(pod::container_ports(&[HTTP, GRPC]));
+    multipooler.volume_mounts = Some(vec![pod::data_mount(POOLER_DIR)]);
+    pod::multigres_probes(&mut multipooler, &HTTP);
+
+    let postgres = postgres_container(&shape, postgres_image);
+    let replicas = shape.replicas;
+    let template = shape.template(vec![multipooler, postgres]);
+    let statefulset = objects::statefulset(&owner, replicas, &owner.name, template, claim)?;
+    Ok(PoolerObjects {
+        statefulset,
+        service,
+    })
+}
+
+fn postgres_container(shape: &PodShape, image: &str) -> Container {
+    let mut postgres = shape.container("postgres", image);
+    postgres.command = Some(vec![PGCTLD_BINARY.to_string()]);
+    postgres.args = Some(vec![
+        "server".to_string(),
+        format!("--pooler-dir={POOLER_DIR}"),
+        format!("--pg-port={}", POSTGRES.number),
+        "--pg-listen-addresses=*".to_string(),
+        format!("--http-port={}", PGCTLD_HTTP.number),
+        format!("--grpc-port={}", PGCTLD_GRPC.number),
+    ]);
+    postgres.env = Some(vec![pod::env("PGDATA", PGDATA)]);
+    postgres.ports = Some(pod::container_ports(&[POSTGRES, PGCTLD_HTTP, PGCTLD_GRPC]));
+    postgres.volume_mounts = Some(vec![pod::data_mount(POOLER_DIR)]);
+    postgres.resources = shape.resources();
+    // pgctld's /live answers while it runs. The first start runs initdb, hence five minutes
+    // of startup allowance. No readiness probe: whether the pod can serve is multipooler's
+    // /ready, and a container without one counts as ready once started.
+    postgres.startup_probe = Some(pod::http_probe(
+        "/live",
+        &PGCTLD_HTTP,
+        Timing {
+            period_seconds: 5,
+            failure_threshold: Some(60),
+            ..Timing::default()
+        },
+    ));
+    postgres.liveness_probe = Some(pod::http_probe(
+        "/live",
+        &PGCTLD_HTTP,
+        Timing {
+            period_seconds: 10,
+            ..Timing::default()
+        },
+    ));
+    postgres
+}

@@ -1,0 +1,63 @@
+//! What the generic reconcile needs to know about each component kind.
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Service;
+use kube::Resource;
+use kube::core::NamespaceResourceScope;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use shared::crd::ComponentStatus;
+
+use crate::builders::BuildError;
+
+/// The main workload of a component.
+#[derive(Clone, Debug)]
+pub enum Workload {
+    StatefulSet(StatefulSet),
+    Deployment(Deployment),
+}
+
+/// Which kind of main workload a component has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkloadKind {
+    StatefulSet,
+    Deployment,
+}
+
+impl WorkloadKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::StatefulSet => "StatefulSet",
+            Self::Deployment => "Deployment",
+        }
+    }
+}
+
+/// Everything a component object turns into.
+#[derive(Clone, Debug)]
+pub struct Workloads {
+    pub workload: Workload,
+    pub services: Vec<Service>,
+}
+
+/// A component kind the resource-handler reconciles (Etcd, MultiGateway, MultiOrch,
+/// MultiPooler). Implemented once per kind in its own module.
+pub trait Component:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// The kind of the main workload (named like the component object).
+    const WORKLOAD: WorkloadKind;
+
+    /// The objects this component should have, or why they cannot be built.
+    fn build(&self) -> Result<Workloads, BuildError>;
+
+    /// The current status, if any.
+    fn current_status(&self) -> Option<&ComponentStatus>;
+}

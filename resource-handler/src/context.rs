@@ -1,0 +1,35 @@
+//! State shared by the four controllers: the client, the watch caches of the workloads they
+//! own, retry backoff.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Service;
+use kube::Client;
+use kube::runtime::reflector::Store;
+use shared::metrics::Metrics;
+use shared::retry::Backoffs;
+
+/// Everything a reconcile needs besides the object.
+pub struct Context {
+    pub client: Client,
+    pub statefulsets: Store<StatefulSet>,
+    pub deployments: Store<Deployment>,
+    pub services: Store<Service>,
+    pub backoffs: Backoffs,
+    /// How often a healthy object is reconciled again even without events.
+    pub resync: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Context {
+    /// Waits until every workload cache has done its first list, so "not in the cache" means
+    /// "does not exist".
+    pub async fn caches_ready(&self) {
+        // The stores only fail to become ready when their writer is dropped at shutdown.
+        let _ = self.statefulsets.wait_until_ready().await;
+        let _ = self.deployments.wait_until_ready().await;
+        let _ = self.services.wait_until_ready().await;
+    }
+}

@@ -1,0 +1,49 @@
+//! Errors of a resource-handler reconcile.
+
+use thiserror::Error;
+
+use crate::builders::BuildError;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The spec cannot be turned into workloads; retrying will not help until it changes.
+    #[error("{object}: {source}")]
+    Build {
+        object: String,
+        #[source]
+        source: BuildError,
+    },
+
+    /// Writing one of the workloads failed.
+    #[error("{object}: applying {target}: {source}")]
+    Apply {
+        object: String,
+        target: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    /// Writing the status failed.
+    #[error("{object}: writing status: {source}")]
+    Status {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    /// The object has no namespace (it was not read from the API server).
+    #[error("{object}: not a namespaced object read from the API server")]
+    NotStored { object: String },
+}
+
+impl Error {
+    /// Low-cardinality label for logs and metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Build { .. } => "invalid_spec",
+            Self::Apply { .. } => "apply",
+            Self::Status { .. } => "status",
+            Self::NotStored { .. } => "internal",
+        }
+    }
+}

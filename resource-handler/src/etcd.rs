@@ -1,0 +1,26 @@
+//! Etcd → StatefulSet, headless peer Service, client Service.
+
+use shared::crd::{ComponentStatus, Etcd};
+
+use crate::builders::{self, BuildError, EtcdObjects};
+use crate::component::{Component, Workload, WorkloadKind, Workloads};
+
+impl Component for Etcd {
+    const WORKLOAD: WorkloadKind = WorkloadKind::StatefulSet;
+
+    fn build(&self) -> Result<Workloads, BuildError> {
+        let EtcdObjects {
+            statefulset,
+            peer_service,
+            client_service,
+        } = builders::etcd(self)?;
+        Ok(Workloads {
+            workload: Workload::StatefulSet(statefulset),
+            services: vec![peer_service, client_service],
+        })
+    }
+
+    fn current_status(&self) -> Option<&ComponentStatus> {
+        self.status.as_ref()
+    }
+}

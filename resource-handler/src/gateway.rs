@@ -1,0 +1,25 @@
+//! MultiGateway → Deployment, Service.
+
+use shared::crd::{ComponentStatus, MultiGateway};
+
+use crate::builders::{self, BuildError, DeploymentObjects};
+use crate::component::{Component, Workload, WorkloadKind, Workloads};
+
+impl Component for MultiGateway {
+    const WORKLOAD: WorkloadKind = WorkloadKind::Deployment;
+
+    fn build(&self) -> Result<Workloads, BuildError> {
+        let DeploymentObjects {
+            deployment,
+            service,
+        } = builders::gateway(self)?;
+        Ok(Workloads {
+            workload: Workload::Deployment(deployment),
+            services: vec![service],
+        })
+    }
+
+    fn current_status(&self) -> Option<&ComponentStatus> {
+        self.status.as_ref()
+    }
+}

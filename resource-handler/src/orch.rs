@@ -1,0 +1,25 @@
+//! MultiOrch → Deployment, Service.
+
+use shared::crd::{ComponentStatus, MultiOrch};
+
+use crate::builders::{self, BuildError, DeploymentObjects};
+use crate::component::{Component, Workload, WorkloadKind, Workloads};
+
+impl Component for MultiOrch {
+    const WORKLOAD: WorkloadKind = WorkloadKind::Deployment;
+
+    fn build(&self) -> Result<Workloads, BuildError> {
+        let DeploymentObjects {
+            deployment,
+            service,
+        } = builders::orch(self)?;
+        Ok(Workloads {
+            workload: Workload::Deployment(deployment),
+            services: vec![service],
+        })
+    }
+
+    fn current_status(&self) -> Option<&ComponentStatus> {
+        self.status.as_ref()
+    }
+}

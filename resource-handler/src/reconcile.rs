@@ -1,0 +1,182 @@
+//! The one reconcile every component kind goes through:
+//! build (pure) → apply each object that changed → derive status → write it if it changed.
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use shared::apply::{Desired, apply};
+use shared::meta::{RESOURCE_HANDLER_MANAGER, object_ref};
+
+use crate::component::{Component, Workload, WorkloadKind, Workloads};
+use crate::context::Context;
+use crate::error::Error;
+use crate::status::{
+    Outcome, WorkloadState, component_status, deployment_state, statefulset_state,
+};
+
+/// Reconciles one component object.
+pub async fn reconcile<C: Component>(obj: Arc<C>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.caches_ready().await;
+    ctx.metrics.count_reconcile(&C::kind(&()));
+    let object = object_ref(obj.as_ref());
+    let Some(ns) = obj.namespace() else {
+        return Err(Error::NotStored { object });
+    };
+    let name = obj.name_any();
+    let (outcome, result) = match obj.build() {
+        Err(source) => (
+            Outcome::Invalid(source.reason(), source.to_string()),
+            Err(Error::Build {
+                object: object.clone(),
+                source,
+            }),
+        ),
+        Ok(workloads) => {
+            let errors = apply_all(&ctx, &ns, &object, workloads).await;
+            match errors.into_iter().next() {
+                None => (Outcome::Applied, Ok(())),
+                Some(err) => (Outcome::ApplyFailed(err.to_string()), Err(err)),
+            }
+        }
+    };
+    let workload = live_workload(&ctx, C::WORKLOAD, &ns, &name);
+    let now = Time(Timestamp::now());
+    let status = component_status(
+        obj.current_status(),
+        obj.meta().generation,
+        &outcome,
+        workload,
+        C::WORKLOAD.as_str(),
+        &now,
+    );
+    let api: Api<C> = Api::namespaced(ctx.client.clone(), &ns);
+    let written = shared::status::write_status(
+        &api,
+        RESOURCE_HANDLER_MANAGER,
+        obj.as_ref(),
+        obj.current_status(),
+        &status,
+    )
+    .await
+    .map_err(|source| Error::Status {
+        object: object.clone(),
+        source,
+    })?;
+    if written {
+        tracing::info!(
+            object,
+            ready = status.ready,
+            replicas = status.replicas,
+            ready_replicas = status.ready_replicas,
+            "status updated"
+        );
+    }
+    result?;
+    Ok(shared::reconcile::succeeded(
+        &C::kind(&()),
+        &object,
+        &ctx.backoffs,
+        ctx.resync,
+    ))
+}
+
+/// Retry policy: per-object exponential backoff, so neither bad input nor an unavailable API
+/// server causes a hot loop.
+pub fn error_policy<C: Component>(obj: Arc<C>, err: &Error, ctx: Arc<Context>) -> Action {
+    let object = object_ref(obj.as_ref());
+    shared::reconcile::failed(
+        &C::kind(&()),
+        &object,
+        err,
+        err.category(),
+        &ctx.backoffs,
+        &ctx.metrics,
+    )
+}
+
+/// Applies the workload and its Services concurrently; returns the errors.
+async fn apply_all(ctx: &Context, ns: &str, object: &str, workloads: Workloads) -> Vec<Error> {
+    let Workloads { workload, services } = workloads;
+    let main = async {
+        match workload {
+            Workload::StatefulSet(sts) => apply_one(ctx, &ctx.statefulsets, ns, object, sts).await,
+            Workload::Deployment(deploy) => {
+                apply_one(ctx, &ctx.deployments, ns, object, deploy).await
+            }
+        }
+    };
+    let services = join_all(
+        services
+            .into_iter()
+            .map(|svc| apply_one(ctx, &ctx.services, ns, object, svc)),
+    );
+    let (main, services) = futures::join!(main, services);
+    std::iter::once(main)
+        .chain(services)
+        .filter_map(Result::err)
+        .collect()
+}
+
+/// Applies one object if it differs from the cached live one.
+async fn apply_one<K>(
+    ctx: &Context,
+    cache: &Store<K>,
+    ns: &str,
+    object: &str,
+    desired: K,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let name = desired.name_any();
+    let target = format!("{} {name}", K::kind(&()));
+    let live = cache.get(&ObjectRef::new(&name).within(ns));
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let applied = apply(
+        &api,
+        RESOURCE_HANDLER_MANAGER,
+        Desired::new(desired),
+        live.as_deref(),
+    )
+    .await
+    .map_err(|source| Error::Apply {
+        object: object.to_string(),
+        target: target.clone(),
+        source,
+    })?;
+    if applied.decision.needs_write() {
+        tracing::info!(
+            object,
+            target,
+            decision = applied.decision.as_str(),
+            "applied"
+        );
+    }
+    Ok(())
+}
+
+/// The live main workload of a component, from the watch cache.
+fn live_workload(ctx: &Context, kind: WorkloadKind, ns: &str, name: &str) -> Option<WorkloadState> {
+    match kind {
+        WorkloadKind::StatefulSet => ctx
+            .statefulsets
+            .get(&ObjectRef::<StatefulSet>::new(name).within(ns))
+            .map(|s| statefulset_state(&s)),
+        WorkloadKind::Deployment => ctx
+            .deployments
+            .get(&ObjectRef::<Deployment>::new(name).within(ns))
+            .map(|d| deployment_state(&d)),
+    }
+}

@@ -1,0 +1,252 @@
+//! A component's status, derived from its workload (pure, so it is unit-tested).
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use shared::crd::ComponentStatus;
+use shared::status::{ConditionUpdate, PROGRESSING, READY, set_condition};
+
+/// Pod counts of a StatefulSet or Deployment as its controller reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkloadState {
+    pub replicas: i32,
+    pub ready_replicas: i32,
+    /// The workload's controller has seen its latest spec and updated every pod to it.
+    pub rolled_out: bool,
+}
+
+pub fn statefulset_state(sts: &StatefulSet) -> WorkloadState {
+    let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = sts.status.clone().unwrap_or_default();
+    let observed = status.observed_generation >= sts.metadata.generation;
+    WorkloadState {
+        replicas,
+        ready_replicas: status.ready_replicas.unwrap_or(0),
+        rolled_out: observed && status.updated_replicas.unwrap_or(0) >= replicas,
+    }
+}
+
+pub fn deployment_state(deploy: &Deployment) -> WorkloadState {
+    let replicas = deploy.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = deploy.status.clone().unwrap_or_default();
+    let observed = status.observed_generation >= deploy.metadata.generation;
+    WorkloadState {
+        replicas,
+        ready_replicas: status.ready_replicas.unwrap_or(0),
+        rolled_out: observed && status.updated_replicas.unwrap_or(0) >= replicas,
+    }
+}
+
+/// What the reconcile managed to do this time.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// Every object is applied (or already up to date).
+    Applied,
+    /// The spec cannot be built: `(reason, message)`.
+    Invalid(&'static str, String),
+    /// Some object could not be written: the message names it.
+    ApplyFailed(String),
+}
+
+/// The status to record for an object at `generation`, given what happened and the live
+/// workload (`None` while it does not exist yet). Conditions keep their transition times from
+/// `previous` when they did not flip, so an unchanged situation yields an equal status.
+pub fn component_status(
+    previous: Option<&ComponentStatus>,
+    generation: Option<i64>,
+    outcome: &Outcome,
+    workload: Option<WorkloadState>,
+    workload_kind: &str,
+    now: &Time,
+) -> ComponentStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    status.observed_generation = generation;
+    status.replicas = workload.map_or(0, |w| w.replicas);
+    status.ready_replicas = workload.map_or(0, |w| w.ready_replicas);
+    let counts = workload.map_or_else(String::new, |w| {
+        format!("{}/{} pods ready", w.ready_replicas, w.replicas)
+    });
+    let (ready, progressing) = match (outcome, workload) {
+        (Outcome::Invalid(reason, message), _) => (
+            ConditionUpdate::new(READY, false, reason, message.clone()),
+            ConditionUpdate::new(PROGRESSING, false, reason, "the spec must be fixed first"),
+        ),
+        (Outcome::ApplyFailed(message), _) => (
+            ConditionUpdate::new(READY, false, "ApplyFailed", message.clone()),
+            ConditionUpdate::new(PROGRESSING, false, "ApplyFailed", "retrying with backoff"),
+        ),
+        (Outcome::Applied, None) => (
+            ConditionUpdate::new(
+                READY,
+                false,
+                "WorkloadPending",
+                format!("waiting for the {workload_kind} to appear"),
+            ),
+            ConditionUpdate::new(
+                PROGRESSING,
+                true,
+                "Creating",
+                format!("the {workload_kind} was created"),
+            ),
+        ),
+        (Outcome::Applied, Some(w)) if w.rolled_out && w.ready_replicas >= w.replicas => (
+            ConditionUpdate::new(READY, true, "AllReplicasReady", counts),
+            ConditionUpdate::new(
+                PROGRESSING,
+                false,
+                "Stable",
+                "every pod runs the current spec",
+            ),
+        ),
+        (Outcome::Applied, Some(w)) => (
+            ConditionUpdate::new(READY, false, "ReplicasNotReady", counts),
+            if w.rolled_out {
+                ConditionUpdate::new(
+                    PROGRESSING,
+                    false,
+                    "Stable",
+                    "every pod runs the current spec",
+                )
+            } else {
+                ConditionUpdate::new(
+                    PROGRESSING,
+                    true,
+                    "RollingOut",
+                    format!("the {workload_kind} is rolling out"),
+                )
+            },
+        ),
+    };
+    status.ready = ready.status;
+    set_condition(&mut status.conditions, ready, generation, now);
+    set_condition(&mut status.conditions, progressing, generation, now);
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+    use shared::status::condition;
+
+    fn now() -> Time {
+        Time(Timestamp::from_second(1_000).unwrap_or_default())
+    }
+
+    fn sts(generation: i64, replicas: i32, observed: i64, updated: i32, ready: i32) -> StatefulSet {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "x", "generation": generation},
+            "spec": {"replicas": replicas, "selector": {}, "serviceName": "x", "template": {}},
+            "status": {"replicas": replicas, "observedGeneration": observed, "updatedReplicas": updated, "readyReplicas": ready}
+        }))
+        .expect("statefulset")
+    }
+
+    #[test]
+    fn workload_state_requires_the_latest_generation_and_updated_pods() {
+        assert!(statefulset_state(&sts(2, 3, 2, 3, 3)).rolled_out);
+        assert!(
+            !statefulset_state(&sts(2, 3, 1, 3, 3)).rolled_out,
+            "old generation"
+        );
+        assert!(
+            !statefulset_state(&sts(2, 3, 2, 1, 3)).rolled_out,
+            "pods not updated"
+        );
+    }
+
+    #[test]
+    fn ready_only_when_every_pod_is_ready_on_the_current_spec() {
+        let w = statefulset_state(&sts(1, 3, 1, 3, 3));
+        let s = component_status(
+            None,
+            Some(1),
+            &Outcome::Applied,
+            Some(w),
+            "StatefulSet",
+            &now(),
+        );
+        assert!(s.ready);
+        assert_eq!(
+            (s.replicas, s.ready_replicas, s.observed_generation),
+            (3, 3, Some(1))
+        );
+        let ready = condition(&s.conditions, READY).expect("Ready condition");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", "AllReplicasReady")
+        );
+
+        let w = statefulset_state(&sts(1, 3, 1, 3, 1));
+        let s = component_status(
+            Some(&s),
+            Some(1),
+            &Outcome::Applied,
+            Some(w),
+            "StatefulSet",
+            &now(),
+        );
+        assert!(!s.ready);
+        let ready = condition(&s.conditions, READY).expect("Ready condition");
+        assert_eq!(
+            (ready.reason.as_str(), ready.message.as_str()),
+            ("ReplicasNotReady", "1/3 pods ready")
+        );
+    }
+
+    #[test]
+    fn invalid_spec_and_failed_apply_are_not_ready_with_their_reason() {
+        let s = component_status(
+            None,
+            Some(4),
+            &Outcome::Invalid("InvalidImage", "bad image".into()),
+            None,
+            "Deployment",
+            &now(),
+        );
+        let ready = condition(&s.conditions, READY).expect("Ready condition");
+        assert_eq!(
+            (
+                ready.status.as_str(),
+                ready.reason.as_str(),
+                ready.message.as_str()
+            ),
+            ("False", "InvalidImage", "bad image")
+        );
+        assert_eq!(ready.observed_generation, Some(4));
+        let s = component_status(
+            None,
+            Some(4),
+            &Outcome::ApplyFailed("Service x: forbidden".into()),
+            None,
+            "Deployment",
+            &now(),
+        );
+        assert_eq!(
+            condition(&s.conditions, READY).map(|c| c.reason.as_str()),
+            Some("ApplyFailed")
+        );
+    }
+
+    #[test]
+    fn an_unchanged_situation_gives_an_equal_status() {
+        let w = statefulset_state(&sts(1, 3, 1, 3, 2));
+        let first = component_status(
+            None,
+            Some(1),
+            &Outcome::Applied,
+            Some(w),
+            "StatefulSet",
+            &now(),
+        );
+        let later = Time(Timestamp::from_second(9_999).unwrap_or_default());
+        let again = component_status(
+            Some(&first),
+            Some(1),
+            &Outcome::Applied,
+            Some(w),
+            "StatefulSet",
+            &later,
+        );
+        assert_eq!(first, again, "no status write when nothing changed");
+    }
+}

@@ -1,0 +1,245 @@
+//! Server-side apply with "no write without a change".
+//!
+//! Every object a handler writes carries the annotation [`DESIRED_HASH_ANNOTATION`], a hash of
+//! the desired object as the handler built it. A write happens only when
+//! - the object does not exist,
+//! - the hash differs (our desired state changed, which also covers fields we stopped setting
+//!   and that server-side apply must now remove), or
+//! - the live object drifted: some field we set has another value there (someone edited it).
+//!
+//! Otherwise the apply is skipped: a steady cluster costs no requests at all. The live object
+//! comes from a watch cache, so deciding costs nothing either.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::quantity;
+
+/// Annotation holding the hash of the desired object last applied.
+pub const DESIRED_HASH_ANNOTATION: &str = "multigres.com/desired-hash";
+
+/// Why [`decide`] wants a write, or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// The object does not exist.
+    Create,
+    /// Our desired state changed since the last apply.
+    Changed,
+    /// The live object differs from our desired state (someone edited it).
+    Drifted,
+    /// Nothing to do.
+    UpToDate,
+}
+
+impl Decision {
+    pub fn needs_write(self) -> bool {
+        self != Decision::UpToDate
+    }
+
+    /// Lower-case word for span attributes and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Changed => "changed",
+            Self::Drifted => "drifted",
+            Self::UpToDate => "up-to-date",
+        }
+    }
+}
+
+/// FNV-1a 64 of the canonical JSON of `value` (serde_json maps are sorted), as 16 hex digits.
+/// Stable across processes and releases, unlike `std`'s hasher.
+pub fn hash_value(value: &Value) -> String {
+    let text = value.to_string();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// Whether every field set in `desired` has the same value in `live`. Objects compare key by
+/// key (extra keys in `live` are defaults or other managers' fields), lists element by element
+/// with equal lengths, strings that are both Kubernetes quantities by value (`0.5` = `500m`).
+pub fn is_subset(desired: &Value, live: &Value) -> bool {
+    match (desired, live) {
+        (Value::Object(want), Value::Object(have)) => want.iter().all(|(k, v)| {
+            have.get(k).is_some_and(|h| is_subset(v, h)) || is_empty(v) && !have.contains_key(k)
+        }),
+        (Value::Array(want), Value::Array(have)) => {
+            want.len() == have.len() && want.iter().zip(have).all(|(w, h)| is_subset(w, h))
+        }
+        (Value::String(want), Value::String(have)) => {
+            want == have || quantity::parse(want).is_some_and(|w| quantity::parse(have) == Some(w))
+        }
+        (Value::Number(want), Value::Number(have)) => want.as_f64() == have.as_f64(),
+        _ => desired == live,
+    }
+}
+
+/// Empty maps and lists are what the API server drops when storing, so they match absence.
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Null => true,
+        _ => false,
+    }
+}
+
+/// Decides whether `desired` (already carrying its hash annotation) must be written over `live`.
+pub fn decide(desired: &Value, hash: &str, live: Option<&Value>) -> Decision {
+    let Some(live) = live else {
+        return Decision::Create;
+    };
+    let live_hash = live["metadata"]["annotations"][DESIRED_HASH_ANNOTATION].as_str();
+    if live_hash != Some(hash) {
+        Decision::Changed
+    } else if !is_subset(desired, live) {
+        Decision::Drifted
+    } else {
+        Decision::UpToDate
+    }
+}
+
+/// An object to apply, with annotations that are written along only when a write happens
+/// (e.g. trace context), so they never cause a write by themselves.
+#[derive(Clone, Debug)]
+pub struct Desired<K> {
+    pub object: K,
+    pub annotations_on_write: BTreeMap<String, String>,
+}
+
+impl<K> Desired<K> {
+    pub fn new(object: K) -> Self {
+        Desired {
+            object,
+            annotations_on_write: BTreeMap::new(),
+        }
+    }
+}
+
+/// Outcome of [`apply`].
+#[derive(Clone, Debug)]
+pub struct Applied<K> {
+    pub decision: Decision,
+    /// The object as the API server returned it; `None` when no write happened.
+    pub object: Option<K>,
+}
+
+/// Applies `desired` with server-side apply (field manager `manager`; forced on updates because
+/// a handler owns the fields it sets) unless [`decide`] finds nothing to do. `live` is the object as the
+/// handler's watch cache has it.
+pub async fn apply<K>(
+    api: &Api<K>,
+    manager: &str,
+    desired: Desired<K>,
+    live: Option<&K>,
+) -> Result<Applied<K>, kube::Error>
+where
+    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let Desired {
+        mut object,
+        annotations_on_write,
+    } = desired;
+    let name = object.name_any();
+    // The hash covers the object without the hash itself and without write-only annotations.
+    let value = serde_json::to_value(&object).map_err(kube::Error::SerdeError)?;
+    let hash = hash_value(&value);
+    object
+        .annotations_mut()
+        .insert(DESIRED_HASH_ANNOTATION.to_string(), hash.clone());
+    let with_hash = serde_json::to_value(&object).map_err(kube::Error::SerdeError)?;
+    let live = live
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(kube::Error::SerdeError)?;
+    let decision = decide(&with_hash, &hash, live.as_ref());
+    if !decision.needs_write() {
+        return Ok(Applied {
+            decision,
+            object: None,
+        });
+    }
+    object.annotations_mut().extend(annotations_on_write);
+    // A create is not forced: if an object of that name exists outside our cache (made by
+    // someone else), the API server answers 409 Conflict instead of handing us its fields.
+    let params = match decision {
+        Decision::Create => PatchParams::apply(manager),
+        _ => PatchParams::apply(manager).force(),
+    };
+    let written = api.patch(&name, &params, &Patch::Apply(&object)).await?;
+    Ok(Applied {
+        decision,
+        object: Some(written),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn subset_ignores_server_defaults_and_other_fields() {
+        let desired = json!({"spec": {"replicas": 3, "ports": [{"port": 2379}]}});
+        let live = json!({"spec": {"replicas": 3, "ports": [{"port": 2379, "protocol": "TCP"}], "clusterIP": "10.0.0.1"}, "status": {}});
+        assert!(is_subset(&desired, &live));
+    }
+
+    #[test]
+    fn subset_catches_edits_removed_list_items_and_missing_fields() {
+        let desired = json!({"spec": {"replicas": 3, "ports": [{"port": 2379}, {"port": 2380}]}});
+        assert!(!is_subset(
+            &desired,
+            &json!({"spec": {"replicas": 5, "ports": [{"port": 2379}, {"port": 2380}]}})
+        ));
+        assert!(!is_subset(
+            &desired,
+            &json!({"spec": {"replicas": 3, "ports": [{"port": 2379}]}})
+        ));
+        assert!(!is_subset(
+            &desired,
+            &json!({"spec": {"ports": [{"port": 2379}, {"port": 2380}]}})
+        ));
+    }
+
+    #[test]
+    fn subset_compares_quantities_by_value_and_empty_as_absent() {
+        assert!(is_subset(
+            &json!({"cpu": "0.5", "memory": "1Gi"}),
+            &json!({"cpu": "500m", "memory": "1Gi"})
+        ));
+        assert!(!is_subset(&json!({"cpu": "0.5"}), &json!({"cpu": "600m"})));
+        assert!(is_subset(&json!({"labels": {}, "x": 1}), &json!({"x": 1})));
+        assert!(is_subset(&json!({"n": 1}), &json!({"n": 1.0})));
+    }
+
+    #[test]
+    fn decide_covers_every_case() {
+        let desired = json!({"metadata": {"annotations": {DESIRED_HASH_ANNOTATION: "h1"}}, "spec": {"replicas": 3}});
+        let same = json!({"metadata": {"annotations": {DESIRED_HASH_ANNOTATION: "h1"}, "uid": "u"}, "spec": {"replicas": 3, "x": 1}});
+        let edited = json!({"metadata": {"annotations": {DESIRED_HASH_ANNOTATION: "h1"}}, "spec": {"replicas": 1}});
+        let older = json!({"metadata": {"annotations": {DESIRED_HASH_ANNOTATION: "h0"}}, "spec": {"replicas": 3}});
+        assert_eq!(decide(&desired, "h1", None), Decision::Create);
+        assert_eq!(decide(&desired, "h1", Some(&same)), Decision::UpToDate);
+        assert_eq!(decide(&desired, "h1", Some(&edited)), Decision::Drifted);
+        assert_eq!(decide(&desired, "h1", Some(&older)), Decision::Changed);
+    }
+
+    #[test]
+    fn hash_is_stable_and_sensitive() {
+        let a = hash_value(&json!({"b": 1, "a": [1, 2]}));
+        assert_eq!(a, hash_value(&json!({"a": [1, 2], "b": 1})));
+        assert_ne!(a, hash_value(&json!({"a": [2, 1], "b": 1})));
+        assert_eq!(a.len(), 16);
+    }
+}
