@@ -96,6 +96,13 @@ pub async fn reconcile(obj: Arc<Cell>, ctx: Arc<Context>) -> Result<Action, Erro
     ctx.caches_ready().await;
     ctx.metrics.count_reconcile(KIND);
     let object = object_ref(obj.as_ref());
+    if shared::reconcile::is_being_deleted(obj.as_ref()) {
+        tracing::debug!(
+            object,
+            "being deleted; leaving its children to garbage collection"
+        );
+        return Ok(Action::await_change());
+    }
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let (problem, result) = match build(&obj) {

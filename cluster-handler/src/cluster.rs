@@ -167,6 +167,13 @@ pub async fn reconcile(obj: Arc<MultigresCluster>, ctx: Arc<Context>) -> Result<
     ctx.caches_ready().await;
     ctx.metrics.count_reconcile(KIND);
     let object = object_ref(obj.as_ref());
+    if shared::reconcile::is_being_deleted(obj.as_ref()) {
+        tracing::debug!(
+            object,
+            "being deleted; leaving its children to garbage collection"
+        );
+        return Ok(Action::await_change());
+    }
     let ns = obj.namespace().unwrap_or_default();
     let uid = obj.uid().unwrap_or_default();
     let (wanted, problem, result) = match build(&obj) {

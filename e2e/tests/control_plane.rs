@@ -105,7 +105,7 @@ async fn invalid_samples_are_refused_with_their_message() {
 async fn deployment_gets_ready_pods_on_kwok_nodes() {
     let (_, client) = client().await;
     let nodes: Api<Node> = Api::all(client.clone());
-    let ready_nodes = wait_until("two Ready nodes", TIMEOUT, || {
+    let ready_nodes = wait_until("three Ready nodes", TIMEOUT, || {
         let nodes = nodes.clone();
         async move {
             let list = nodes
@@ -122,7 +122,7 @@ async fn deployment_gets_ready_pods_on_kwok_nodes() {
                 })
                 .filter_map(|n| n.metadata.name.clone())
                 .collect();
-            if ready.len() >= 2 {
+            if ready.len() >= 3 {
                 Ok(ready)
             } else {
                 Err(format!("ready nodes: {ready:?}"))
@@ -235,4 +235,107 @@ async fn a_span_sent_over_otlp_http_can_be_read_back_from_tempo() {
     assert_eq!(spans[0].name, "e2e probe");
     assert_eq!(spans[0].service, "multigres-e2e");
     assert_eq!(spans[0].attributes["e2e.check"], "otlp-http");
+}
+
+/// Sends `GET <path>` through `client` with a sampled W3C `traceparent` of `(trace_id, span_id)`.
+async fn traced_get(client: &Client, path: &str, trace_id: &str, span_id: &str) {
+    let request = http::Request::get(path)
+        .header("traceparent", format!("00-{trace_id}-{span_id}-01"))
+        .body(Vec::new())
+        .expect("request");
+    client
+        .request_text(request)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+}
+
+#[tokio::test]
+async fn the_api_server_joins_the_trace_of_an_admin_caller() {
+    let (env, client) = client().await;
+    let tempo = Tempo::new(&env.tempo_url);
+    let (trace_id, span_id) = tempo::new_ids();
+    traced_get(&client, "/api/v1/namespaces/default", &trace_id, &span_id).await;
+    // The admin kubeconfig is in system:masters: the API server adopts our context as parent.
+    let server = wait_until("an apiserver SERVER span in our trace", TIMEOUT, || {
+        let (tempo, trace_id) = (tempo.clone(), trace_id.clone());
+        async move {
+            let spans = tempo.trace(&trace_id).await?.unwrap_or_default();
+            spans
+                .into_iter()
+                .find(|s| s.service == "apiserver" && s.kind == "SPAN_KIND_SERVER")
+                .ok_or_else(|| format!("trace {trace_id}: no apiserver server span yet"))
+        }
+    })
+    .await;
+    assert_eq!(server.trace_id, trace_id);
+    assert_eq!(server.parent_span_id, span_id, "{server:?}");
+    assert_eq!(
+        server
+            .attributes
+            .get("http.request.method")
+            .map(String::as_str),
+        Some("GET")
+    );
+}
+
+#[tokio::test]
+async fn the_api_server_links_the_trace_of_an_ordinary_caller() {
+    let (env, admin) = client().await;
+    with_namespace(&admin, "sa-trace", |admin, ns| async move {
+        // A ServiceAccount with read access, and a short-lived token for it (TokenRequest).
+        let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(admin.clone(), &ns.name);
+        let sa = serde_json::from_value(serde_json::json!({"metadata": {"name": "reader"}})).expect("sa");
+        sas.create(&PostParams::default(), &sa).await.expect("service account");
+        let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "reader-view"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns.name}]
+        }))
+        .expect("binding");
+        Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(admin.clone(), &ns.name)
+            .create(&PostParams::default(), &binding)
+            .await
+            .expect("role binding");
+        let request: k8s_openapi::api::authentication::v1::TokenRequest =
+            serde_json::from_value(serde_json::json!({"spec": {"expirationSeconds": 600}})).expect("token request");
+        let token = sas
+            .create_token_request("reader", &PostParams::default(), &request)
+            .await
+            .expect("token issued")
+            .status
+            .and_then(|s| s.token)
+            .expect("token in status");
+        let mut config = e2e::k8s::admin_config(&env).await;
+        config.auth_info = kube::config::AuthInfo { token: Some(token.into()), ..Default::default() };
+        let reader = Client::try_from(config).expect("client with the token");
+
+        let tempo = Tempo::new(&env.tempo_url);
+        let (trace_id, span_id) = tempo::new_ids();
+        traced_get(&reader, &format!("/api/v1/namespaces/{}/pods", ns.name), &trace_id, &span_id).await;
+        // Not a privileged caller: the API server starts its own trace, linked to our span.
+        let query = format!("{{ link:traceID = \"{trace_id}\" }}");
+        let linked = wait_until("an apiserver trace linking to our span", TIMEOUT, || {
+            let (tempo, query) = (tempo.clone(), query.clone());
+            async move {
+                let ids = tempo.search(&query, Duration::from_secs(600)).await?;
+                ids.into_iter().next().ok_or_else(|| format!("no trace matches {query} yet"))
+            }
+        })
+        .await;
+        assert_ne!(linked, trace_id, "a new trace, not ours");
+        let spans = wait_until("the linked trace by id", TIMEOUT, || {
+            let (tempo, linked) = (tempo.clone(), linked.clone());
+            async move { tempo.trace(&linked).await?.ok_or_else(|| "not found yet".to_string()) }
+        })
+        .await;
+        let server = spans
+            .iter()
+            .find(|s| s.service == "apiserver" && s.kind == "SPAN_KIND_SERVER" && !s.links.is_empty())
+            .unwrap_or_else(|| panic!("no linked server span in {spans:?}"));
+        assert!(server.is_root(), "the apiserver span starts the new trace: {server:?}");
+        assert_eq!(server.links, vec![(trace_id.clone(), span_id.clone())]);
+        // And our own trace id holds no apiserver span.
+        assert!(tempo.trace(&trace_id).await.expect("query").unwrap_or_default().iter().all(|s| s.service != "apiserver"));
+    })
+    .await;
 }

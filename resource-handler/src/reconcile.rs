@@ -27,6 +27,13 @@ pub async fn reconcile<C: Component>(obj: Arc<C>, ctx: Arc<Context>) -> Result<A
     ctx.caches_ready().await;
     ctx.metrics.count_reconcile(&C::kind(&()));
     let object = object_ref(obj.as_ref());
+    if shared::reconcile::is_being_deleted(obj.as_ref()) {
+        tracing::debug!(
+            object,
+            "being deleted; leaving its children to garbage collection"
+        );
+        return Ok(Action::await_change());
+    }
     let Some(ns) = obj.namespace() else {
         return Err(Error::NotStored { object });
     };

@@ -20,6 +20,7 @@ pub mod reconcile;
 pub mod retry;
 pub mod samples;
 pub mod status;
+pub mod telemetry;
 #[doc(hidden)]
 pub mod testsupport;
 pub mod watch;

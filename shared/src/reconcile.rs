@@ -30,3 +30,9 @@ pub fn failed(
     tracing::warn!(object, controller, error = %error, category, retry_in_secs = delay.as_secs(), "reconcile failed");
     Action::requeue(delay)
 }
+
+/// Whether `obj` is being deleted. A reconcile then writes nothing: recreating children that
+/// garbage collection is removing would fight it forever (foreground deletion never ends).
+pub fn is_being_deleted<K: kube::Resource>(obj: &K) -> bool {
+    obj.meta().deletion_timestamp.is_some()
+}

@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# Builds the binaries of the local e2e control plane from the Go tools modules under e2e/tools/:
+#   k8s/   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes)
+#   etcd/  etcd (go.etcd.io/etcd/server/v3)
+#   kwok/  kwok (sigs.k8s.io/kwok/cmd/kwok) + its default Stage objects (share/kwok-stages.yaml)
+#   tempo/ tempo (github.com/grafana/tempo/cmd/tempo)
+#
+# Output: ${MULTIGRES_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/multigres-e2e}/<hash>/bin, where <hash>
+# covers the tools go.mod/go.sum files, BUILD_RECIPE_VERSION and the Go version, so any version bump
+# rebuilds. The bin dir path is the only line printed on stdout; progress goes to stderr.
+# A build goes to a temp dir that is renamed into place at the end, so an interrupted build never
+# leaves a half-filled cache entry. When the entry exists, the script returns at once.
+#
+# Env: MULTIGRES_E2E_CACHE (cache root), GO (go command, default: go on PATH, else /usr/local/go/bin/go),
+#      MULTIGRES_E2E_FORCE_REBUILD=1 (rebuild even if the entry exists).
+set -euo pipefail
+
+# Bump when the build commands, flags or the set of outputs change.
+readonly BUILD_RECIPE_VERSION=1
+
+readonly BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok tempo)
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+E2E_DIR=$(dirname "$SCRIPT_DIR")
+TOOLS_DIR="$E2E_DIR/tools"
+readonly SCRIPT_DIR E2E_DIR TOOLS_DIR
+
+log() { printf '[build-tools] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+fmt_duration() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+# --- Go toolchain ---------------------------------------------------------------------------------
+if [[ -z "${GO:-}" ]]; then
+  if command -v go >/dev/null 2>&1; then GO=go
+  elif [[ -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go
+  else die "no Go toolchain found: install Go >= 1.26 or set GO=/path/to/go"
+  fi
+fi
+export GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0
+# -mod=readonly: the committed go.mod/go.sum are the whole truth; a build never edits them.
+export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly"
+
+go_version=$("$GO" env GOVERSION 2>/dev/null) || die "'$GO env GOVERSION' failed: is $GO a Go toolchain?"
+go_platform=$("$GO" env GOOS)/$("$GO" env GOARCH)
+case "$go_version" in
+  go1.2[6-9]* | go1.[3-9][0-9]* | go[2-9]*) ;;
+  *) die "$GO is $go_version; the tools modules need Go >= 1.26 (set GO=/path/to/go)" ;;
+esac
+
+# --- cache key ------------------------------------------------------------------------------------
+cache_root=${MULTIGRES_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/multigres-e2e}
+key_input() {
+  printf 'recipe=%s\ngo=%s %s\nbinaries=%s\n' "$BUILD_RECIPE_VERSION" "$go_version" "$go_platform" "${BINARIES[*]}"
+  local mod f
+  for mod in k8s etcd kwok tempo; do
+    for f in go.mod go.sum; do
+      [[ -f "$TOOLS_DIR/$mod/$f" ]] || die "missing $TOOLS_DIR/$mod/$f"
+      printf '== %s/%s\n' "$mod" "$f"
+      cat "$TOOLS_DIR/$mod/$f"
+    done
+  done
+}
+hash=$(key_input | sha256sum | cut -c1-16)
+entry="$cache_root/$hash"
+bin_dir="$entry/bin"
+
+entry_complete() {
+  [[ -f "$1/.complete" && -f "$1/share/kwok-stages.yaml" ]] || return 1
+  local b
+  for b in "${BINARIES[@]}"; do [[ -x "$1/bin/$b" ]] || return 1; done
+}
+
+if [[ "${MULTIGRES_E2E_FORCE_REBUILD:-0}" != 1 ]] && entry_complete "$entry"; then
+  log "binaries up to date in $bin_dir"
+  printf '%s\n' "$bin_dir"
+  exit 0
+fi
+
+mkdir -p "$cache_root"
+# One build at a time per cache root; a second caller waits and then finds the entry complete.
+exec 9>"$cache_root/.build.lock"
+if ! flock -n 9; then
+  log "another build-tools.sh holds $cache_root/.build.lock; waiting for it..."
+  flock 9
+fi
+if [[ "${MULTIGRES_E2E_FORCE_REBUILD:-0}" != 1 ]] && entry_complete "$entry"; then
+  log "binaries up to date in $bin_dir (built by a concurrent run)"
+  printf '%s\n' "$bin_dir"
+  exit 0
+fi
+
+# Leftovers of builds that were killed (SIGKILL, power loss): safe to drop while holding the lock.
+rm -rf "$cache_root"/.tmp-* "$cache_root"/.old-*
+tmp=$(mktemp -d "$cache_root/.tmp-$hash.XXXXXX")
+step_pid=
+cleanup() {
+  if [[ -n "$step_pid" ]]; then
+    kill -TERM -- "-$step_pid" 2>/dev/null || kill -TERM "$step_pid" 2>/dev/null || true
+    wait "$step_pid" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'log "interrupted; nothing was written to $entry"; exit 130' INT TERM
+mkdir -p "$tmp/bin" "$tmp/share" "$tmp/logs"
+
+# --- steps ----------------------------------------------------------------------------------------
+build_start=$SECONDS
+# run_step <name> <description> <module dir> <command...>: runs the command (an executable, not a
+# shell function) in the module dir with its output in a log; on failure, prints the tail of that log
+# and keeps a copy next to the cache.
+run_step() {
+  local name=$1 desc=$2 dir=$3
+  shift 3
+  local step_log="$tmp/logs/$name.log" start=$SECONDS
+  log "$desc..."
+  # In its own session (so cleanup can stop the step with all its children) and in the background +
+  # wait, so that SIGTERM/SIGINT are handled at once, not after the step.
+  (cd "$dir" && exec setsid "$@") >"$step_log" 2>&1 </dev/null &
+  step_pid=$!
+  if ! wait "$step_pid"; then
+    step_pid=
+    local kept="$cache_root/build-failure-$name.log"
+    cp "$step_log" "$kept" 2>/dev/null || kept=$step_log
+    log "FAILED: $desc (after $(fmt_duration $((SECONDS - start)))); last lines of $kept:"
+    tail -n "${MULTIGRES_E2E_LOG_TAIL:-40}" "$step_log" | sed 's/^/    /' >&2
+    die "step '$name' failed; nothing was written to $entry"
+  fi
+  step_pid=
+  log "  $name: done in $(fmt_duration $((SECONDS - start))) (total $(fmt_duration $((SECONDS - build_start))))"
+}
+
+# mod_version <module dir> <module path>: the version required in that go.mod (no network).
+mod_version() {
+  awk -v m="$2" '$1 == m && $2 ~ /^v/ { print $2; exit }' "$1/go.mod"
+}
+
+k8s_dir="$TOOLS_DIR/k8s" etcd_dir="$TOOLS_DIR/etcd" kwok_dir="$TOOLS_DIR/kwok" tempo_dir="$TOOLS_DIR/tempo"
+k8s_version=$(mod_version "$k8s_dir" k8s.io/kubernetes)
+etcd_version=$(mod_version "$etcd_dir" go.etcd.io/etcd/server/v3)
+kwok_version=$(mod_version "$kwok_dir" sigs.k8s.io/kwok)
+tempo_version=$(mod_version "$tempo_dir" github.com/grafana/tempo)
+[[ -n "$k8s_version" && -n "$etcd_version" && -n "$kwok_version" && -n "$tempo_version" ]] ||
+  die "could not read the pinned versions from $TOOLS_DIR/*/go.mod"
+
+log "building into $entry (Go $go_version, $go_platform; module cache $("$GO" env GOMODCACHE))"
+
+# Version stamp as kubernetes' hack/lib/version.sh does; without it /version reports v0.0.0-master.
+k8s_minor=${k8s_version#v1.}
+k8s_minor=${k8s_minor%%.*}
+k8s_ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  k8s_ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$k8s_minor"
+  k8s_ldflags+=" -X $pkg.gitTreeState=clean"
+done
+k8s_cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+k8s_pkgs=()
+for c in "${k8s_cmds[@]}"; do k8s_pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+
+# Downloads first (only the modules the builds need), so slow network and compile time show apart.
+run_step fetch-k8s "fetching Go modules for k8s $k8s_version" "$k8s_dir" \
+  "$GO" list -deps -f '' "${k8s_pkgs[@]}"
+for c in "${k8s_cmds[@]}"; do
+  run_step "$c" "building $c (k8s $k8s_version)" "$k8s_dir" \
+    "$GO" build -trimpath -ldflags "$k8s_ldflags" -o "$tmp/bin/$c" "k8s.io/kubernetes/cmd/$c"
+done
+
+run_step fetch-etcd "fetching Go modules for etcd $etcd_version" "$etcd_dir" \
+  "$GO" list -deps -f '' go.etcd.io/etcd/server/v3
+run_step etcd "building etcd $etcd_version" "$etcd_dir" \
+  "$GO" build -trimpath -ldflags "-s -w" -o "$tmp/bin/etcd" go.etcd.io/etcd/server/v3
+
+run_step fetch-kwok "fetching Go modules for kwok $kwok_version" "$kwok_dir" \
+  "$GO" list -deps -f '' sigs.k8s.io/kwok/cmd/kwok
+run_step kwok "building kwok $kwok_version" "$kwok_dir" \
+  "$GO" build -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${kwok_version#v}" \
+  -o "$tmp/bin/kwok" sigs.k8s.io/kwok/cmd/kwok
+
+# kwok only simulates what its Stage objects describe; these are the defaults kwokctl installs
+# (pkg/kwokctl/runtime/cluster.go): node init + heartbeat with lease, pod ready/complete/delete.
+log "extracting kwok default stages..."
+kwok_src=$(cd "$kwok_dir" && "$GO" list -m -f '{{.Dir}}' sigs.k8s.io/kwok) || die "'go list -m sigs.k8s.io/kwok' failed"
+[[ -n "$kwok_src" && -d "$kwok_src/kustomize/stage" ]] || die "kwok stages not found in the module dir '$kwok_src'"
+for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+  pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+  [[ -f "$kwok_src/kustomize/stage/$f" ]] || die "missing kwok stage $kwok_src/kustomize/stage/$f"
+  printf -- '---\n# from sigs.k8s.io/kwok@%s kustomize/stage/%s\n' "$kwok_version" "$f"
+  cat "$kwok_src/kustomize/stage/$f"
+done >"$tmp/share/kwok-stages.yaml"
+
+run_step fetch-tempo "fetching Go modules for tempo $tempo_version" "$tempo_dir" \
+  "$GO" list -deps -f '' github.com/grafana/tempo/cmd/tempo
+run_step tempo "building tempo $tempo_version" "$tempo_dir" \
+  "$GO" build -trimpath -ldflags "-s -w -X main.Version=$tempo_version -X main.Revision=${tempo_version##*-}" -o "$tmp/bin/tempo" github.com/grafana/tempo/cmd/tempo
+
+# --- publish atomically ---------------------------------------------------------------------------
+{
+  printf 'k8s=%s\netcd=%s\nkwok=%s\ntempo=%s\ngo=%s %s\nrecipe=%s\n' "$k8s_version" "$etcd_version" \
+    "$kwok_version" "$tempo_version" "$go_version" "$go_platform" "$BUILD_RECIPE_VERSION"
+} >"$tmp/versions.txt"
+touch "$tmp/.complete"
+entry_complete "$tmp" || die "internal error: build finished but outputs are missing in $tmp"
+if [[ -e "$entry" ]]; then
+  # Only reachable with MULTIGRES_E2E_FORCE_REBUILD=1 or an incomplete leftover: move it aside first.
+  old="$cache_root/.old-$hash.$$"
+  mv "$entry" "$old" && rm -rf "$old"
+fi
+mv "$tmp" "$entry"
+trap - EXIT
+log "all binaries built in $(fmt_duration $((SECONDS - build_start))): $bin_dir"
+printf '%s\n' "$bin_dir"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the end-to-end suites: starts the local control plane and Tempo (building them on first
+# use), runs `cargo test -p e2e`, and stops everything again even when tests fail.
+# With E2E_USE_EXISTING=1 it runs against $KUBECONFIG (and $TEMPO_URL) and starts nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CARGO=${CARGO:-cargo}
+
+echo "[e2e] building the handler binaries" >&2
+$CARGO build --locked -p cluster-handler -p resource-handler
+
+if [[ ${E2E_USE_EXISTING:-0} == 1 ]]; then
+  echo "[e2e] using the existing cluster at KUBECONFIG=${KUBECONFIG:-?}" >&2
+  exec $CARGO test --locked -p e2e --tests -- "$@"
+fi
+
+started=0
+down() {
+  if ((started)); then
+    echo "[e2e] stopping the local control plane" >&2
+    e2e/scripts/cluster-down.sh >&2 || echo "[e2e] cluster-down failed; see e2e/.work/logs" >&2
+  fi
+}
+trap down EXIT
+if ! e2e/scripts/cluster-up.sh >/dev/null; then
+  echo "[e2e] the local control plane did not start (logs: e2e/.work/logs)" >&2
+  e2e/scripts/cluster-down.sh >&2 || true
+  exit 1
+fi
+started=1
+$CARGO test --locked -p e2e --tests -- "$@"
