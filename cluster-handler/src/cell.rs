@@ -17,6 +17,7 @@ use shared::meta::{
     CLUSTER_HANDLER_MANAGER, ComponentLabel, LABEL_CELL, LABEL_CLUSTER, MAX_DNS_LABEL,
     MAX_STATEFULSET_NAME, cell_component_name, child_meta, object_ref, standard_labels,
 };
+use shared::telemetry::spans;
 
 use crate::aggregate::{ChildReport, core_status, sum};
 use crate::context::Context;
@@ -25,6 +26,7 @@ use crate::fanout::{FanOut, failures};
 use crate::spec::{SpecError, check_len};
 
 const KIND: &str = "Cell";
+const CONTROLLER: &str = "cell";
 
 /// The components a cell should have.
 #[derive(Clone, Debug, PartialEq)]
@@ -93,6 +95,12 @@ pub fn build(cell: &Cell) -> Result<CellChildren, SpecError> {
 
 /// Reconciles one Cell: its three components in parallel, then its status.
 pub async fn reconcile(obj: Arc<Cell>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let observed = obj.status.as_ref().and_then(|s| s.core.observed_generation);
+    let span = spans::reconcile_span(obj.as_ref(), CONTROLLER, observed);
+    spans::run_in(span, reconcile_in_span(obj, ctx)).await
+}
+
+async fn reconcile_in_span(obj: Arc<Cell>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.caches_ready().await;
     ctx.metrics.count_reconcile(KIND);
     let object = object_ref(obj.as_ref());
@@ -105,7 +113,15 @@ pub async fn reconcile(obj: Arc<Cell>, ctx: Arc<Context>) -> Result<Action, Erro
     }
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
-    let (problem, result) = match build(&obj) {
+    let built = build(&obj);
+    spans::event(
+        "children built",
+        vec![opentelemetry::KeyValue::new(
+            "multigres.build.ok",
+            built.is_ok(),
+        )],
+    );
+    let (problem, result) = match built {
         Err(source) => (
             Some((source.reason(), source.to_string())),
             Err(Error::Spec {
@@ -122,19 +138,19 @@ pub async fn reconcile(obj: Arc<Cell>, ctx: Arc<Context>) -> Result<Action, Erro
             let live = ctx.gateways.get(&ObjectRef::from(&gateway));
             fan.apply(
                 Api::<MultiGateway>::namespaced(ctx.client.clone(), &ns),
-                Desired::new(gateway),
+                Desired::traced(gateway),
                 live,
             );
             let live = ctx.orchs.get(&ObjectRef::from(&orch));
             fan.apply(
                 Api::<MultiOrch>::namespaced(ctx.client.clone(), &ns),
-                Desired::new(orch),
+                Desired::traced(orch),
                 live,
             );
             let live = ctx.poolers.get(&ObjectRef::from(&pooler));
             fan.apply(
                 Api::<MultiPooler>::namespaced(ctx.client.clone(), &ns),
-                Desired::new(pooler),
+                Desired::traced(pooler),
                 live,
             );
             let failed = failures(&fan.join().await);
@@ -191,6 +207,10 @@ pub async fn reconcile(obj: Arc<Cell>, ctx: Arc<Context>) -> Result<Action, Erro
         problem,
         &Time(Timestamp::now()),
     );
+    let mut core = core;
+    if obj.meta().generation != previous.and_then(|s| s.core.observed_generation) {
+        core.last_trace_id = spans::current_trace_id();
+    }
     let status = CellStatus {
         core,
         phase: Some(phase),

@@ -21,6 +21,7 @@ use shared::meta::{
     etcd_client_address, etcd_client_service, etcd_peer_service, is_controlled_by, object_ref,
     standard_labels,
 };
+use shared::telemetry::spans;
 
 use crate::aggregate::{ChildReport, core_status, sum};
 use crate::context::Context;
@@ -29,6 +30,7 @@ use crate::fanout::{FanOut, failures};
 use crate::spec::{SpecError, check_len};
 
 const KIND: &str = "MultigresCluster";
+const CONTROLLER: &str = "multigrescluster";
 
 /// The children a cluster should have.
 #[derive(Clone, Debug, PartialEq)]
@@ -164,6 +166,12 @@ pub fn build(cluster: &MultigresCluster) -> Result<ClusterChildren, SpecError> {
 /// Reconciles one MultigresCluster: fan out its children in parallel, delete the Cells it no
 /// longer lists, and summarise the children in its status.
 pub async fn reconcile(obj: Arc<MultigresCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let observed = obj.status.as_ref().and_then(|s| s.core.observed_generation);
+    let span = spans::reconcile_span(obj.as_ref(), CONTROLLER, observed);
+    spans::run_in(span, reconcile_in_span(obj, ctx)).await
+}
+
+async fn reconcile_in_span(obj: Arc<MultigresCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.caches_ready().await;
     ctx.metrics.count_reconcile(KIND);
     let object = object_ref(obj.as_ref());
@@ -176,7 +184,15 @@ pub async fn reconcile(obj: Arc<MultigresCluster>, ctx: Arc<Context>) -> Result<
     }
     let ns = obj.namespace().unwrap_or_default();
     let uid = obj.uid().unwrap_or_default();
-    let (wanted, problem, result) = match build(&obj) {
+    let built = build(&obj);
+    spans::event(
+        "children built",
+        vec![opentelemetry::KeyValue::new(
+            "multigres.build.ok",
+            built.is_ok(),
+        )],
+    );
+    let (wanted, problem, result) = match built {
         Err(source) => (
             None,
             Some((source.reason(), source.to_string())),
@@ -191,20 +207,26 @@ pub async fn reconcile(obj: Arc<MultigresCluster>, ctx: Arc<Context>) -> Result<
             let live = ctx.etcds.get(&ObjectRef::from(&etcd));
             fan.apply(
                 Api::<Etcd>::namespaced(ctx.client.clone(), &ns),
-                Desired::new(etcd),
+                Desired::traced(etcd),
                 live,
             );
             for cell in &children.cells {
                 let live = ctx.cells.get(&ObjectRef::from(cell));
                 fan.apply(
                     Api::<Cell>::namespaced(ctx.client.clone(), &ns),
-                    Desired::new(cell.clone()),
+                    Desired::traced(cell.clone()),
                     live,
                 );
             }
             let failed = failures(&fan.join().await);
             let keep: BTreeSet<String> = children.cells.iter().map(|c| c.name_any()).collect();
-            let cleanup = delete_stale_cells(&ctx, &ns, &uid, &keep, &object).await;
+            let cleanup_span =
+                tracing::info_span!(target: "multigres::cleanup", "cleanup", otel.name = "cleanup");
+            let cleanup = spans::run_in(
+                cleanup_span,
+                delete_stale_cells(&ctx, &ns, &uid, &keep, &object),
+            )
+            .await;
             let result = match (failed.is_empty(), cleanup) {
                 (false, _) => Err(Error::Children {
                     object: object.clone(),
@@ -290,6 +312,10 @@ pub async fn reconcile(obj: Arc<MultigresCluster>, ctx: Arc<Context>) -> Result<
         problem,
         &Time(Timestamp::now()),
     );
+    let mut core = core;
+    if obj.meta().generation != previous.and_then(|s| s.core.observed_generation) {
+        core.last_trace_id = spans::current_trace_id();
+    }
     let status = ClusterStatus {
         core,
         phase: Some(phase),

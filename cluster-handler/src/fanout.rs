@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use shared::apply::{Decision, Desired, apply};
 use shared::meta::CLUSTER_HANDLER_MANAGER;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 /// The outcome of one child's apply.
 #[derive(Debug)]
@@ -40,7 +41,8 @@ impl FanOut {
             + 'static,
     {
         let id = format!("{} {}", K::kind(&()), desired.object.name_any());
-        self.tasks.spawn(async move {
+        // The task runs in the reconcile's span, so each child's `apply` span is its child.
+        let task = async move {
             let result = apply(&api, CLUSTER_HANDLER_MANAGER, desired, live.as_deref())
                 .await
                 .map(|applied| applied.decision)
@@ -51,7 +53,8 @@ impl FanOut {
                 tracing::info!(child = id, decision = decision.as_str(), "applied");
             }
             ChildWrite { id, result }
-        });
+        };
+        self.tasks.spawn(task.in_current_span());
     }
 
     /// Waits for every child; a task that panicked is reported as a failed child.
@@ -111,6 +114,17 @@ mod tests {
         kube::Client::new(service, "default")
     }
 
+    /// Every test here runs under a span-capturing subscriber: tracing caches per call site
+    /// whether anyone listens, so a test running without a subscriber on another thread could
+    /// switch off the `apply` spans for the test that checks them.
+    fn capture_spans() -> (
+        impl Fn() -> Vec<opentelemetry_sdk::trace::SpanData>,
+        tracing::subscriber::DefaultGuard,
+    ) {
+        let (spans, subscriber) = shared::testsupport::span_capture();
+        (spans, tracing::subscriber::set_default(subscriber))
+    }
+
     fn gateway(name: &str) -> MultiGateway {
         let mut g = MultiGateway::new(
             name,
@@ -129,6 +143,7 @@ mod tests {
 
     #[tokio::test]
     async fn children_are_applied_concurrently_so_wall_time_is_that_of_the_slowest() {
+        let (_spans, _default) = capture_spans();
         let delay = Duration::from_millis(300);
         let peak = Arc::new(AtomicUsize::new(0));
         let api: Api<MultiGateway> = Api::namespaced(slow_client(delay, peak.clone()), "default");
@@ -159,6 +174,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_failing_child_does_not_stop_its_siblings() {
+        let (spans, _default) = capture_spans();
         let service = tower::service_fn(|request: Request<Body>| async move {
             let failing = request.uri().path().ends_with("/bad");
             let body = request
@@ -192,5 +208,126 @@ mod tests {
             "{failed:?}"
         );
         assert_eq!(writes.iter().filter(|w| w.result.is_ok()).count(), 2);
+        // The failing child's apply span carries the error; its siblings' do not.
+        let spans = spans();
+        let errors: Vec<_> = spans
+            .iter()
+            .filter(|s| {
+                s.name == "apply MultiGateway"
+                    && matches!(s.status, opentelemetry::trace::Status::Error { .. })
+            })
+            .collect();
+        assert_eq!(errors.len(), 1, "{spans:?}");
+        assert!(errors[0].events.iter().any(|e| e.name == "exception"));
+    }
+
+    /// Tracing of a fan-out: one `apply` span per child, siblings under the reconcile span and
+    /// concurrent in time, each written child stamped with its own apply span's context, which
+    /// the child's reconcile then joins.
+    #[tokio::test]
+    async fn each_child_carries_the_context_of_its_own_concurrent_apply_span() {
+        use opentelemetry::trace::TraceContextExt;
+        use shared::telemetry::propagation::TRACEPARENT_ANNOTATION;
+        use shared::telemetry::spans::reconcile_span;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+        let (spy, _default) = capture_spans();
+        let written: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
+        let record = written.clone();
+        let service = tower::service_fn(move |request: Request<Body>| {
+            let record = record.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let body = request
+                    .into_body()
+                    .collect_bytes()
+                    .await
+                    .unwrap_or_default();
+                if let Ok(value) = serde_json::from_slice(&body) {
+                    record.lock().unwrap_or_else(|p| p.into_inner()).push(value);
+                }
+                Ok::<_, Infallible>(Response::new(Body::from(body.to_vec())))
+            }
+        });
+        let api: Api<MultiGateway> =
+            Api::namespaced(kube::Client::new(service, "default"), "default");
+        let reconcile = tracing::info_span!("reconcile Cell");
+        let trace_id = reconcile.context().span().span_context().trace_id();
+        async {
+            let mut fan = FanOut::default();
+            for name in ["g0", "g1", "g2"] {
+                fan.apply(api.clone(), Desired::traced(gateway(name)), None);
+            }
+            fan.join().await
+        }
+        .instrument(reconcile)
+        .await;
+
+        let spans = spy();
+        let root = spans
+            .iter()
+            .find(|s| s.name == "reconcile Cell")
+            .expect("reconcile span");
+        let applies: Vec<_> = spans
+            .iter()
+            .filter(|s| s.name == "apply MultiGateway")
+            .collect();
+        assert_eq!(applies.len(), 3, "{spans:?}");
+        for apply in &applies {
+            assert_eq!(
+                apply.parent_span_id,
+                root.span_context.span_id(),
+                "siblings under the reconcile"
+            );
+            assert_eq!(apply.span_context.trace_id(), trace_id);
+        }
+        let latest_start = applies.iter().map(|s| s.start_time).max().expect("starts");
+        let earliest_end = applies.iter().map(|s| s.end_time).min().expect("ends");
+        assert!(
+            latest_start < earliest_end,
+            "the three apply spans overlap in time"
+        );
+
+        // Each written child names its own apply span as parent, and a reconcile of that child
+        // on a new generation joins the trace right there.
+        let written = written.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(written.len(), 3);
+        for object in written {
+            let child: MultiGateway = serde_json::from_value(object).expect("a MultiGateway");
+            let stamped = child.metadata.annotations.clone().unwrap_or_default();
+            let traceparent = stamped
+                .get(TRACEPARENT_ANNOTATION)
+                .expect("traceparent stamped");
+            let apply = applies
+                .iter()
+                .find(|s| traceparent.contains(&s.span_context.span_id().to_string()))
+                .unwrap_or_else(|| panic!("{traceparent} names no apply span"));
+            let mut child = child;
+            child.metadata.generation = Some(1);
+            let joined = reconcile_span(&child, "multigateway", None);
+            let cx = joined.context();
+            assert_eq!(
+                cx.span().span_context().trace_id(),
+                trace_id,
+                "the child's reconcile joins"
+            );
+            drop(joined);
+            assert_eq!(apply.span_context.trace_id(), trace_id);
+        }
+        let spans = spy();
+        let children: Vec<_> = spans
+            .iter()
+            .filter(|s| s.name == "reconcile MultiGateway")
+            .collect();
+        assert_eq!(children.len(), 3);
+        for child in children {
+            assert!(
+                applies
+                    .iter()
+                    .any(|a| a.span_context.span_id() == child.parent_span_id),
+                "parent is an apply span"
+            );
+            assert!(child.parent_span_is_remote);
+        }
     }
 }

@@ -37,7 +37,7 @@ impl Args {
     /// cluster is unreachable or the CRDs are not installed.
     pub async fn run(self) -> anyhow::Result<()> {
         let started = shared::process::start(&self.common, "multigres-cluster-handler").await?;
-        let client = started.client;
+        let client = started.client.clone();
         ensure_crd::<MultigresCluster>(&client).await?;
         ensure_crd::<Cell>(&client).await?;
         ensure_crd::<Etcd>(&client).await?;
@@ -65,7 +65,7 @@ impl Args {
             orchs: orchs.spawn(common.watch_api(&client)),
             poolers: poolers.spawn(common.watch_api(&client)),
             backoffs: Default::default(),
-            metrics: started.metrics,
+            metrics: started.metrics.clone(),
             resync: self.resync,
         });
         let shutdown = shared::process::shutdown_signal().shared();
@@ -92,6 +92,7 @@ impl Args {
         tracing::info!("multigres-cluster-handler is running");
         futures::join!(clusters, cells);
         tracing::info!("multigres-cluster-handler stopped");
+        started.stop_telemetry(Duration::from_secs(5)).await;
         Ok(())
     }
 }

@@ -10,10 +10,12 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
+use opentelemetry::KeyValue;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shared::apply::{Desired, apply};
 use shared::meta::{RESOURCE_HANDLER_MANAGER, object_ref};
+use shared::telemetry::spans;
 
 use crate::component::{Component, Workload, WorkloadKind, Workloads};
 use crate::context::Context;
@@ -22,8 +24,14 @@ use crate::status::{
     Outcome, WorkloadState, component_status, deployment_state, statefulset_state,
 };
 
-/// Reconciles one component object.
+/// Reconciles one component object, in its `reconcile <Kind>` span.
 pub async fn reconcile<C: Component>(obj: Arc<C>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let observed = obj.current_status().and_then(|s| s.observed_generation);
+    let span = spans::reconcile_span(obj.as_ref(), &C::kind(&()).to_lowercase(), observed);
+    spans::run_in(span, reconcile_in_span(obj, ctx)).await
+}
+
+async fn reconcile_in_span<C: Component>(obj: Arc<C>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.caches_ready().await;
     ctx.metrics.count_reconcile(&C::kind(&()));
     let object = object_ref(obj.as_ref());
@@ -38,7 +46,12 @@ pub async fn reconcile<C: Component>(obj: Arc<C>, ctx: Arc<Context>) -> Result<A
         return Err(Error::NotStored { object });
     };
     let name = obj.name_any();
-    let (outcome, result) = match obj.build() {
+    let built = obj.build();
+    spans::event(
+        "desired objects built",
+        vec![KeyValue::new("multigres.build.ok", built.is_ok())],
+    );
+    let (outcome, result) = match built {
         Err(source) => (
             Outcome::Invalid(source.reason(), source.to_string()),
             Err(Error::Build {
@@ -56,7 +69,7 @@ pub async fn reconcile<C: Component>(obj: Arc<C>, ctx: Arc<Context>) -> Result<A
     };
     let workload = live_workload(&ctx, C::WORKLOAD, &ns, &name);
     let now = Time(Timestamp::now());
-    let status = component_status(
+    let mut status = component_status(
         obj.current_status(),
         obj.meta().generation,
         &outcome,
@@ -64,6 +77,9 @@ pub async fn reconcile<C: Component>(obj: Arc<C>, ctx: Arc<Context>) -> Result<A
         C::WORKLOAD.as_str(),
         &now,
     );
+    if obj.meta().generation != obj.current_status().and_then(|s| s.observed_generation) {
+        status.last_trace_id = spans::current_trace_id();
+    }
     let api: Api<C> = Api::namespaced(ctx.client.clone(), &ns);
     let written = shared::status::write_status(
         &api,

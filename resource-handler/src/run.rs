@@ -41,7 +41,7 @@ impl Args {
     /// Runs until SIGTERM or SIGINT.
     pub async fn run(self) -> anyhow::Result<()> {
         let started = shared::process::start(&self.common, "multigres-resource-handler").await?;
-        let client = started.client;
+        let client = started.client.clone();
         ensure_crd::<Etcd>(&client).await?;
         ensure_crd::<MultiGateway>(&client).await?;
         ensure_crd::<MultiOrch>(&client).await?;
@@ -62,7 +62,7 @@ impl Args {
             services: services.spawn(self.common.watch_api(&client)),
             backoffs: Default::default(),
             resync: self.resync,
-            metrics: started.metrics,
+            metrics: started.metrics.clone(),
         });
         let shutdown = shared::process::shutdown_signal().shared();
         started.health.set_ready(true);
@@ -94,6 +94,7 @@ impl Args {
             ),
         );
         tracing::info!("multigres-resource-handler stopped");
+        started.stop_telemetry(Duration::from_secs(5)).await;
         Ok(())
     }
 }

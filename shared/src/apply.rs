@@ -10,7 +10,6 @@
 //! Otherwise the apply is skipped: a steady cluster costs no requests at all. The live object
 //! comes from a watch cache, so deciding costs nothing either.
 
-use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use kube::api::{Patch, PatchParams};
@@ -19,7 +18,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::quantity;
+use opentelemetry::trace::TraceContextExt;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::{quantity, telemetry};
 
 /// Annotation holding the hash of the desired object last applied.
 pub const DESIRED_HASH_ANNOTATION: &str = "multigres.com/desired-hash";
@@ -109,19 +111,29 @@ pub fn decide(desired: &Value, hash: &str, live: Option<&Value>) -> Decision {
     }
 }
 
-/// An object to apply, with annotations that are written along only when a write happens
-/// (e.g. trace context), so they never cause a write by themselves.
+/// An object to apply. When `stamp_trace_context` is set, a write also stamps the context of
+/// the `apply` span into the object's `multigres.com/traceparent` annotations, so the handler
+/// that reconciles it continues the trace. Those annotations never cause a write by themselves.
 #[derive(Clone, Debug)]
 pub struct Desired<K> {
     pub object: K,
-    pub annotations_on_write: BTreeMap<String, String>,
+    pub stamp_trace_context: bool,
 }
 
 impl<K> Desired<K> {
+    /// A workload or other object nobody reconciles with our trace context.
     pub fn new(object: K) -> Self {
         Desired {
             object,
-            annotations_on_write: BTreeMap::new(),
+            stamp_trace_context: false,
+        }
+    }
+
+    /// A child object another reconcile will pick up: it carries our trace context.
+    pub fn traced(object: K) -> Self {
+        Desired {
+            object,
+            stamp_trace_context: true,
         }
     }
 }
@@ -135,8 +147,9 @@ pub struct Applied<K> {
 }
 
 /// Applies `desired` with server-side apply (field manager `manager`; forced on updates because
-/// a handler owns the fields it sets) unless [`decide`] finds nothing to do. `live` is the object as the
-/// handler's watch cache has it.
+/// a handler owns the fields it sets) unless [`decide`] finds nothing to do. `live` is the object
+/// as the handler's watch cache has it. Runs in an `apply <Kind>` span that records the decision
+/// and, when the write fails, the error.
 pub async fn apply<K>(
     api: &Api<K>,
     manager: &str,
@@ -145,13 +158,39 @@ pub async fn apply<K>(
 ) -> Result<Applied<K>, kube::Error>
 where
     K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let span = tracing::info_span!(
+        target: "multigres::apply",
+        "apply",
+        otel.name = %format!("apply {kind}"),
+        k8s.object.name = %desired.object.name_any(),
+        multigres.apply.decision = tracing::field::Empty,
+    );
+    telemetry::spans::run_in(
+        span.clone(),
+        apply_in_span(api, manager, desired, live, span),
+    )
+    .await
+}
+
+async fn apply_in_span<K>(
+    api: &Api<K>,
+    manager: &str,
+    desired: Desired<K>,
+    live: Option<&K>,
+    span: tracing::Span,
+) -> Result<Applied<K>, kube::Error>
+where
+    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
 {
     let Desired {
         mut object,
-        annotations_on_write,
+        stamp_trace_context,
     } = desired;
     let name = object.name_any();
-    // The hash covers the object without the hash itself and without write-only annotations.
+    // The hash covers the object without the hash itself and without the trace annotations.
     let value = serde_json::to_value(&object).map_err(kube::Error::SerdeError)?;
     let hash = hash_value(&value);
     object
@@ -163,13 +202,21 @@ where
         .transpose()
         .map_err(kube::Error::SerdeError)?;
     let decision = decide(&with_hash, &hash, live.as_ref());
+    span.record("multigres.apply.decision", decision.as_str());
     if !decision.needs_write() {
         return Ok(Applied {
             decision,
             object: None,
         });
     }
-    object.annotations_mut().extend(annotations_on_write);
+    if stamp_trace_context {
+        let context = span.context();
+        let annotations = telemetry::propagation::annotations_for(
+            context.span().span_context(),
+            telemetry::spans::now_unix_secs(),
+        );
+        object.annotations_mut().extend(annotations);
+    }
     // A create is not forced: if an object of that name exists outside our cache (made by
     // someone else), the API server answers 409 Conflict instead of handing us its fields.
     let params = match decision {

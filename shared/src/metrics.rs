@@ -31,6 +31,8 @@ pub struct Metrics {
     api_requests: Family<RequestLabels, Counter>,
     reconciles: Family<ControllerLabels, Counter>,
     reconcile_errors: Family<ErrorLabels, Counter>,
+    spans_exported: Counter,
+    spans_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -54,11 +56,25 @@ impl Default for Metrics {
             "Reconciles that failed, by controller and error category",
             reconcile_errors.clone(),
         );
+        let spans_exported = Counter::default();
+        registry.register(
+            "spans_exported",
+            "Spans the trace collector accepted",
+            spans_exported.clone(),
+        );
+        let spans_dropped = Counter::default();
+        registry.register(
+            "spans_dropped",
+            "Spans that will never reach the collector (queue full, failed export)",
+            spans_dropped.clone(),
+        );
         Metrics {
             registry,
             api_requests,
             reconciles,
             reconcile_errors,
+            spans_exported,
+            spans_dropped,
         }
     }
 }
@@ -92,6 +108,11 @@ impl Metrics {
 
     /// The OpenMetrics text exposition of every metric.
     pub fn render(&self) -> String {
+        // The span counters live in the telemetry pipeline; bring them up to date.
+        let catch_up =
+            |counter: &Counter, now: u64| counter.inc_by(now.saturating_sub(counter.get()));
+        catch_up(&self.spans_exported, crate::telemetry::spans_exported());
+        catch_up(&self.spans_dropped, crate::telemetry::spans_dropped());
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

@@ -41,17 +41,30 @@ pub fn exit_code(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-/// What every handler has once started: its client, metrics and readiness flag.
+/// What every handler has once started: its client, metrics, readiness flag and telemetry.
 pub struct Started {
     pub client: kube::Client,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     pub health: std::sync::Arc<crate::admin::Health>,
+    /// Flush it on the way out: [`Started::stop_telemetry`].
+    pub telemetry: crate::telemetry::TelemetryGuard,
 }
 
-/// The common start of a handler: logging, the admin endpoint (so `/healthz` answers while
-/// connecting), then the instrumented client. `/readyz` turns ready when the caller says so.
-pub async fn start(common: &crate::cli::CommonArgs, name: &str) -> anyhow::Result<Started> {
-    crate::logging::init(common.log_format);
+impl Started {
+    /// Flushes pending spans (bounded by `deadline`, so an unreachable collector cannot hold up
+    /// the exit).
+    pub async fn stop_telemetry(self, deadline: std::time::Duration) {
+        if let Err(err) = self.telemetry.shutdown(deadline).await {
+            tracing::warn!(error = %err, "flushing spans did not finish");
+        }
+    }
+}
+
+/// The common start of a handler: logging and tracing (`name` is the default `service.name`),
+/// the admin endpoint (so `/healthz` answers while connecting), then the instrumented client.
+/// `/readyz` turns ready when the caller says so.
+pub async fn start(common: &crate::cli::CommonArgs, name: &'static str) -> anyhow::Result<Started> {
+    let telemetry = crate::telemetry::init(common.log_format, name);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting {name}");
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
     let health = std::sync::Arc::new(crate::admin::Health::default());
@@ -68,5 +81,6 @@ pub async fn start(common: &crate::cli::CommonArgs, name: &str) -> anyhow::Resul
         client,
         metrics,
         health,
+        telemetry,
     })
 }

@@ -73,8 +73,8 @@ pub fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Con
     conditions.iter().find(|c| c.type_ == type_)
 }
 
-/// Writes `status` to `obj` with server-side apply on the status subresource, unless it equals
-/// `current`. Returns whether a write happened.
+/// Writes `status` to `obj` with server-side apply on the status subresource, in an
+/// `update status` span, unless it equals `current`. Returns whether a write happened.
 pub async fn write_status<K, S>(
     api: &Api<K>,
     manager: &str,

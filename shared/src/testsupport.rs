@@ -107,3 +107,26 @@ pub mod startup {
         assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value 'yaml'"));
     }
 }
+
+/// A subscriber that exports spans to memory, for tests in other crates (feature
+/// `test-support`). Returns a function
+/// listing the finished spans, and the subscriber (install it with
+/// `tracing::subscriber::set_default` on a current-thread runtime).
+#[cfg(feature = "test-support")]
+pub fn span_capture() -> (
+    impl Fn() -> Vec<opentelemetry_sdk::trace::SpanData>,
+    impl tracing::Subscriber + Send + Sync,
+) {
+    use opentelemetry::trace::TracerProvider;
+    use tracing_subscriber::prelude::*;
+    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+    let finished = move || {
+        let _keep = &provider;
+        exporter.get_finished_spans().unwrap_or_default()
+    };
+    (finished, tracing_subscriber::registry().with(layer))
+}

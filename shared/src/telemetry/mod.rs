@@ -11,8 +11,9 @@ mod correlation;
 mod counting;
 mod init;
 pub mod propagation;
+pub mod spans;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::sync::atomic::Ordering;
 

@@ -25,7 +25,7 @@ use crate::cli::LogFormat;
 
 /// In-memory exporter that also remembers the resource the provider hands it.
 #[derive(Clone, Debug, Default)]
-struct Spy {
+pub(crate) struct Spy {
     spans: InMemorySpanExporter,
     resource: Arc<Mutex<Option<Resource>>>,
 }
@@ -40,14 +40,14 @@ impl SpanExporter for Spy {
 }
 
 impl Spy {
-    fn finished(&self) -> Vec<SpanData> {
+    pub(crate) fn finished(&self) -> Vec<SpanData> {
         self.spans.get_finished_spans().expect("spans")
     }
 }
 
 /// A `MakeWriter` capturing the log output.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl io::Write for Capture {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -60,7 +60,7 @@ impl io::Write for Capture {
 }
 
 impl Capture {
-    fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         let bytes = self.0.lock().expect("lock").clone();
         String::from_utf8(bytes)
             .expect("utf8")
@@ -79,6 +79,28 @@ fn config(env: &[(&str, &str)]) -> TelemetryConfig {
         TelemetryConfig::from_lookup("multigres-test", 1, |k| env.get(k).cloned());
     assert!(warnings.is_empty(), "{warnings:?}");
     config
+}
+
+/// The layers `init` installs over a simple in-memory exporter and a captured writer, as a
+/// subscriber for `tracing::subscriber::set_default` (async tests on a current-thread runtime).
+pub(crate) fn test_subscriber(
+    env: &[(&str, &str)],
+    format: LogFormat,
+) -> (Spy, Capture, impl tracing::Subscriber + Send + Sync) {
+    let spy = Spy::default();
+    let capture = Capture::default();
+    let provider = provider_builder(&config(env))
+        .with_simple_exporter(spy.clone())
+        .build();
+    let writer = capture.clone();
+    let layers = build_layers(
+        format,
+        EnvFilter::new("info"),
+        move || writer.clone(),
+        false,
+        &provider,
+    );
+    (spy, capture, tracing_subscriber::registry().with(layers))
 }
 
 /// Runs `f` under the same layers `init` installs, with a simple in-memory exporter.
