@@ -96,11 +96,15 @@ pub fn build(cell: &Cell) -> Result<CellChildren, SpecError> {
 /// Reconciles one Cell: its three components in parallel, then its status.
 pub async fn reconcile(obj: Arc<Cell>, ctx: Arc<Context>) -> Result<Action, Error> {
     let observed = obj.status.as_ref().and_then(|s| s.core.observed_generation);
-    let span = spans::reconcile_span(obj.as_ref(), CONTROLLER, observed);
-    spans::run_in(span, reconcile_in_span(obj, ctx)).await
+    let root = spans::reconcile_span(obj.as_ref(), CONTROLLER, observed);
+    spans::run_in(root.span, reconcile_in_span(obj, ctx, root.last_trace_id)).await
 }
 
-async fn reconcile_in_span(obj: Arc<Cell>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile_in_span(
+    obj: Arc<Cell>,
+    ctx: Arc<Context>,
+    last_trace_id: Option<String>,
+) -> Result<Action, Error> {
     ctx.caches_ready().await;
     ctx.metrics.count_reconcile(KIND);
     let object = object_ref(obj.as_ref());
@@ -208,8 +212,8 @@ async fn reconcile_in_span(obj: Arc<Cell>, ctx: Arc<Context>) -> Result<Action, 
         &Time(Timestamp::now()),
     );
     let mut core = core;
-    if obj.meta().generation != previous.and_then(|s| s.core.observed_generation) {
-        core.last_trace_id = spans::current_trace_id();
+    if last_trace_id.is_some() {
+        core.last_trace_id = last_trace_id;
     }
     let status = CellStatus {
         core,

@@ -304,7 +304,11 @@ mod tests {
                 .unwrap_or_else(|| panic!("{traceparent} names no apply span"));
             let mut child = child;
             child.metadata.generation = Some(1);
-            let joined = reconcile_span(&child, "multigateway", None);
+            child.metadata.uid = Some(format!(
+                "uid-{}",
+                child.metadata.name.clone().unwrap_or_default()
+            ));
+            let joined = reconcile_span(&child, "multigateway", None).span;
             let cx = joined.context();
             assert_eq!(
                 cx.span().span_context().trace_id(),

@@ -69,6 +69,7 @@ impl Args {
             resync: self.resync,
         });
         let shutdown = shared::process::shutdown_signal().shared();
+        let stopping = shutdown.clone();
         let clusters = Controller::new(
             common.watch_api::<MultigresCluster>(&client),
             watcher::Config::default(),
@@ -90,7 +91,11 @@ impl Args {
         .for_each(|_| std::future::ready(()));
         started.health.set_ready(true);
         tracing::info!("multigres-cluster-handler is running");
-        futures::join!(clusters, cells);
+        let controllers = async {
+            futures::join!(clusters, cells);
+        };
+        shared::process::run_until_stopped(controllers, stopping, shared::process::SHUTDOWN_GRACE)
+            .await;
         tracing::info!("multigres-cluster-handler stopped");
         started.stop_telemetry(Duration::from_secs(5)).await;
         Ok(())

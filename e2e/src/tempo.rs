@@ -332,3 +332,71 @@ mod tests {
         assert_ne!(t, "0".repeat(32));
     }
 }
+
+/// Questions about the shape of one trace.
+pub mod shape {
+    use super::Span;
+
+    /// The span named `name` emitted by `service`.
+    pub fn named<'a>(spans: &'a [Span], service: &str, name: &str) -> Vec<&'a Span> {
+        spans
+            .iter()
+            .filter(|s| s.service == service && s.name == name)
+            .collect()
+    }
+
+    /// The parent of `span` in `spans`, if present.
+    pub fn parent<'a>(spans: &'a [Span], span: &Span) -> Option<&'a Span> {
+        spans
+            .iter()
+            .find(|p| !span.parent_span_id.is_empty() && p.span_id == span.parent_span_id)
+    }
+
+    /// Whether `ancestor` is above `span`.
+    pub fn descends_from(spans: &[Span], span: &Span, ancestor: &Span) -> bool {
+        let mut current = parent(spans, span);
+        let mut hops = 0;
+        while let Some(p) = current {
+            if p.span_id == ancestor.span_id {
+                return true;
+            }
+            hops += 1;
+            if hops > 64 {
+                return false;
+            }
+            current = parent(spans, p);
+        }
+        false
+    }
+
+    /// Spans whose parent id is not in the trace (the root is not an orphan).
+    pub fn orphans(spans: &[Span]) -> Vec<&Span> {
+        spans
+            .iter()
+            .filter(|s| {
+                !s.parent_span_id.is_empty() && !spans.iter().any(|p| p.span_id == s.parent_span_id)
+            })
+            .collect()
+    }
+
+    /// Whether all of `spans` overlap in time (each starts before the first one ends).
+    pub fn overlap(spans: &[&Span]) -> bool {
+        let latest_start = spans.iter().map(|s| s.start_ns).max();
+        let earliest_end = spans.iter().map(|s| s.end_ns).min();
+        matches!((latest_start, earliest_end), (Some(s), Some(e)) if s < e)
+    }
+
+    /// One line per span, for failure messages.
+    pub fn describe(spans: &[Span]) -> String {
+        spans
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {} {} parent={} status={}",
+                    s.service, s.name, s.span_id, s.parent_span_id, s.status_code
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}

@@ -378,14 +378,24 @@ async fn a_name_too_long_for_its_children_is_reported_on_the_cluster() {
                 .is_none(),
             "nothing is created from a refused spec"
         );
-        let logged = cluster_handler.log_lines().into_iter().any(|l| {
-            l["level"] == "WARN" && l["object"].as_str() == Some(&format!("{}/{name}", ns.name))
-        });
-        assert!(
-            logged,
-            "no warning naming the cluster:\n{}",
-            cluster_handler.log_tail(20)
-        );
+        // error_policy logs after the reconcile returns, a moment after the status is visible.
+        let object = format!("{}/{name}", ns.name);
+        wait_until(
+            "a warning naming the cluster in the handler log",
+            TIMEOUT,
+            || async {
+                let logged = cluster_handler
+                    .log_lines()
+                    .into_iter()
+                    .any(|l| l["level"] == "WARN" && l["object"].as_str() == Some(object.as_str()));
+                if logged {
+                    Ok(())
+                } else {
+                    Err(cluster_handler.log_tail(5))
+                }
+            },
+        )
+        .await;
     })
     .await;
 }

@@ -27,11 +27,15 @@ use crate::status::{
 /// Reconciles one component object, in its `reconcile <Kind>` span.
 pub async fn reconcile<C: Component>(obj: Arc<C>, ctx: Arc<Context>) -> Result<Action, Error> {
     let observed = obj.current_status().and_then(|s| s.observed_generation);
-    let span = spans::reconcile_span(obj.as_ref(), &C::kind(&()).to_lowercase(), observed);
-    spans::run_in(span, reconcile_in_span(obj, ctx)).await
+    let root = spans::reconcile_span(obj.as_ref(), &C::kind(&()).to_lowercase(), observed);
+    spans::run_in(root.span, reconcile_in_span(obj, ctx, root.last_trace_id)).await
 }
 
-async fn reconcile_in_span<C: Component>(obj: Arc<C>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile_in_span<C: Component>(
+    obj: Arc<C>,
+    ctx: Arc<Context>,
+    last_trace_id: Option<String>,
+) -> Result<Action, Error> {
     ctx.caches_ready().await;
     ctx.metrics.count_reconcile(&C::kind(&()));
     let object = object_ref(obj.as_ref());
@@ -77,8 +81,8 @@ async fn reconcile_in_span<C: Component>(obj: Arc<C>, ctx: Arc<Context>) -> Resu
         C::WORKLOAD.as_str(),
         &now,
     );
-    if obj.meta().generation != obj.current_status().and_then(|s| s.observed_generation) {
-        status.last_trace_id = spans::current_trace_id();
+    if last_trace_id.is_some() {
+        status.last_trace_id = last_trace_id;
     }
     let api: Api<C> = Api::namespaced(ctx.client.clone(), &ns);
     let written = shared::status::write_status(

@@ -67,32 +67,37 @@ impl Args {
         let shutdown = shared::process::shutdown_signal().shared();
         started.health.set_ready(true);
         tracing::info!("multigres-resource-handler is running");
-        futures::join!(
-            run_controller(
-                self.common.watch_api::<Etcd>(&client),
-                etcd_owns,
-                ctx.clone(),
-                shutdown.clone()
-            ),
-            run_controller(
-                self.common.watch_api::<MultiPooler>(&client),
-                pooler_owns,
-                ctx.clone(),
-                shutdown.clone()
-            ),
-            run_controller(
-                self.common.watch_api::<MultiGateway>(&client),
-                gateway_owns,
-                ctx.clone(),
-                shutdown.clone()
-            ),
-            run_controller(
-                self.common.watch_api::<MultiOrch>(&client),
-                orch_owns,
-                ctx.clone(),
-                shutdown.clone()
-            ),
-        );
+        let stopping = shutdown.clone();
+        let controllers = async {
+            futures::join!(
+                run_controller(
+                    self.common.watch_api::<Etcd>(&client),
+                    etcd_owns,
+                    ctx.clone(),
+                    shutdown.clone()
+                ),
+                run_controller(
+                    self.common.watch_api::<MultiPooler>(&client),
+                    pooler_owns,
+                    ctx.clone(),
+                    shutdown.clone()
+                ),
+                run_controller(
+                    self.common.watch_api::<MultiGateway>(&client),
+                    gateway_owns,
+                    ctx.clone(),
+                    shutdown.clone()
+                ),
+                run_controller(
+                    self.common.watch_api::<MultiOrch>(&client),
+                    orch_owns,
+                    ctx.clone(),
+                    shutdown.clone()
+                ),
+            );
+        };
+        shared::process::run_until_stopped(controllers, stopping, shared::process::SHUTDOWN_GRACE)
+            .await;
         tracing::info!("multigres-resource-handler stopped");
         started.stop_telemetry(Duration::from_secs(5)).await;
         Ok(())

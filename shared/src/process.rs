@@ -84,3 +84,24 @@ pub async fn start(common: &crate::cli::CommonArgs, name: &'static str) -> anyho
         telemetry,
     })
 }
+
+/// How long controllers get after SIGTERM to finish the reconciles in flight.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs `controllers` (which stop by themselves after `shutdown`, finishing the reconciles in
+/// flight) and gives them at most `grace` after `shutdown` resolves; in-flight work still
+/// running then is abandoned so the process always exits in bounded time.
+pub async fn run_until_stopped(
+    controllers: impl std::future::Future<Output = ()>,
+    shutdown: impl std::future::Future<Output = ()>,
+    grace: std::time::Duration,
+) {
+    let deadline = async {
+        shutdown.await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        () = controllers => {}
+        () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "controllers did not stop in time; abandoning the reconciles in flight"),
+    }
+}

@@ -20,12 +20,27 @@ pub fn now_unix_secs() -> u64 {
         .unwrap_or_default()
 }
 
-/// The root span `reconcile <Kind>` of one reconcile of `obj`. When `obj` carries a
-/// well-formed, fresh `multigres.com/traceparent` and the reconcile acts on a new generation
-/// (`generation != observed_generation`), the span joins that trace; otherwise it starts a new
-/// trace, linked to the annotated context when there is one. A malformed annotation is ignored
-/// with a warning event. The span is returned unentered (a parent can only be set before).
-pub fn reconcile_span<K>(obj: &K, controller: &str, observed_generation: Option<i64>) -> Span
+/// The root span of one reconcile, whether this reconcile is the one acting on a new
+/// generation, and the trace id the object's `status.lastTraceId` should carry for this
+/// generation when this process knows it (the trace of the first reconcile of the generation,
+/// also for later reconciles that read a cache not showing it yet).
+pub struct ReconcileSpan {
+    pub span: Span,
+    pub new_generation: bool,
+    pub last_trace_id: Option<String>,
+}
+
+/// The root span `reconcile <Kind>` of one reconcile of `obj`. The first reconcile of a new
+/// generation (`generation != observed_generation`, and not yet reconciled by this process)
+/// joins the trace of a well-formed, fresh `multigres.com/traceparent`; any other reconcile
+/// starts a new trace, linked to the annotated context when there is one. A malformed
+/// annotation is ignored with a warning event. The span is returned unentered (a parent can
+/// only be set before).
+pub fn reconcile_span<K>(
+    obj: &K,
+    controller: &str,
+    observed_generation: Option<i64>,
+) -> ReconcileSpan
 where
     K: Resource<DynamicType = ()>,
 {
@@ -44,7 +59,7 @@ fn reconcile_span_at<K>(
     observed_generation: Option<i64>,
     now: u64,
     max_age: Duration,
-) -> Span
+) -> ReconcileSpan
 where
     K: Resource<DynamicType = ()>,
 {
@@ -62,7 +77,10 @@ where
         multigres.controller = controller,
         multigres.trace.parent = tracing::field::Empty,
     );
-    let new_generation = generation != observed_generation;
+    // The object may come from a cache that does not show the status the previous reconcile
+    // wrote yet: only the first reconcile of a generation in this process counts as acting on it.
+    let uid = obj.uid().unwrap_or_default();
+    let new_generation = generation != observed_generation && SEEN.first(&uid, generation);
     match decide(obj.annotations(), new_generation, now, max_age) {
         Parent::Join(remote) => {
             let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
@@ -84,7 +102,62 @@ where
             });
         }
     }
-    span
+    let last_trace_id = if new_generation {
+        let context = span.context();
+        let span_context = context.span().span_context().clone();
+        let id = span_context
+            .is_valid()
+            .then(|| span_context.trace_id().to_string());
+        SEEN.remember_trace(&uid, generation, id.clone());
+        id
+    } else {
+        SEEN.trace(&uid, generation)
+    };
+    ReconcileSpan {
+        span,
+        new_generation,
+        last_trace_id,
+    }
+}
+
+/// The generation this process last reconciled, per object uid. Bounded: cleared when it
+/// grows past a limit (a forgotten entry only lets one more reconcile count as the first).
+/// Per uid: the generation last reconciled, and the trace of its first reconcile.
+type SeenMap = std::collections::HashMap<String, (Option<i64>, Option<String>)>;
+
+struct Seen(std::sync::Mutex<SeenMap>);
+
+static SEEN: std::sync::LazyLock<Seen> = std::sync::LazyLock::new(|| Seen(Default::default()));
+
+impl Seen {
+    const LIMIT: usize = 100_000;
+
+    /// Whether `generation` of `uid` is seen here for the first time (and remembers it).
+    fn first(&self, uid: &str, generation: Option<i64>) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(uid).is_some_and(|(seen, _)| *seen == generation) {
+            return false;
+        }
+        if map.len() >= Self::LIMIT {
+            map.clear();
+        }
+        map.insert(uid.to_string(), (generation, None));
+        true
+    }
+
+    /// Remembers the trace of the first reconcile of `generation`.
+    fn remember_trace(&self, uid: &str, generation: Option<i64>, trace: Option<String>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(uid.to_string(), (generation, trace));
+    }
+
+    /// The trace of the first reconcile of `generation`, if this process ran it.
+    fn trace(&self, uid: &str, generation: Option<i64>) -> Option<String> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(uid)
+            .filter(|(seen, _)| *seen == generation)
+            .and_then(|(_, trace)| trace.clone())
+    }
 }
 
 /// Runs `future` inside `span`; when it fails, records the error on the span (an `exception`
@@ -170,7 +243,7 @@ mod tests {
     ) -> (opentelemetry_sdk::trace::SpanData, Vec<String>) {
         let (spy, logs, subscriber) = test_subscriber(&[], LogFormat::Json);
         let _default = tracing::subscriber::set_default(subscriber);
-        let span = reconcile_span_at(obj, "etcd", observed, now, Duration::from_secs(600));
+        let span = reconcile_span_at(obj, "etcd", observed, now, Duration::from_secs(600)).span;
         let result: Result<(), String> = run_in(span, async move {
             tracing::info!("building");
             if fail {
@@ -222,6 +295,36 @@ mod tests {
                 .collect();
             assert_eq!(links, [(TraceId::from(TRACE), SpanId::from(PARENT))]);
         }
+    }
+
+    #[tokio::test]
+    async fn only_the_first_reconcile_of_a_generation_joins() {
+        let now = 1_800_000_000;
+        let mut obj = etcd(7, stamped(now - 5));
+        obj.metadata.uid = Some("uid-joined-once".into());
+        assert!(
+            reconcile_span_at(
+                &etcd(9, BTreeMap::new()),
+                "etcd",
+                Some(8),
+                now,
+                Duration::from_secs(600)
+            )
+            .new_generation
+        );
+        let (first, _) = reconcile_once(&obj, Some(6), now, false).await;
+        assert_eq!(first.parent_span_id, SpanId::from(PARENT));
+        // Same generation, status not seen yet (a stale cache): a link, not a second join.
+        let (second, _) = reconcile_once(&obj, Some(6), now, false).await;
+        assert_eq!(second.parent_span_id, SpanId::INVALID);
+        assert_eq!(second.links.len(), 1);
+        // Both report the first reconcile's trace for status.lastTraceId.
+        let third = reconcile_span_at(&obj, "etcd", Some(6), now, Duration::from_secs(600));
+        assert!(!third.new_generation);
+        assert_eq!(
+            third.last_trace_id,
+            Some(first.span_context.trace_id().to_string())
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,291 @@
+//! One trace across both operators, in Tempo: both handlers run as processes exporting OTLP
+//! (the cluster-handler over gRPC, the resource-handler over HTTP/protobuf), given only the
+//! endpoint; a multi-cell cluster's `status.lastTraceId` leads to one trace spanning both
+//! services and the API server.
+//!
+//! The handlers run with the admin kubeconfig (group `system:masters`), so the API server makes
+//! its spans children of our client spans. (Running as ServiceAccounts, it starts its own traces
+//! linked to ours instead; `control_plane.rs` proves both behaviours of the API server.)
+
+use std::time::Duration;
+
+use e2e::process::{Handler, HandlerOptions};
+use e2e::tempo::shape::{descends_from, describe, named, orphans, overlap, parent};
+use e2e::tempo::{Span, Tempo};
+use e2e::{TestEnv, install_crds, wait_until, with_namespace};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+use shared::crd::{MultigresCluster, Phase};
+use shared::samples::{load, samples_dir};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+const CH: &str = "multigres-cluster-handler";
+const RH: &str = "multigres-resource-handler";
+
+async fn start(bin: &str, ns: &str, env: &TestEnv, otel: Vec<(&str, String)>) -> Handler {
+    let mut otel: Vec<(String, String)> =
+        otel.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    otel.push(("OTEL_BSP_SCHEDULE_DELAY".into(), "500".into()));
+    let mut handler = Handler::start(
+        bin,
+        env,
+        HandlerOptions {
+            namespace: Some(ns.to_string()),
+            args: vec!["--resync".into(), "30s".into()],
+            env: otel,
+        },
+    );
+    handler.wait_ready(Duration::from_secs(60)).await;
+    handler
+}
+
+/// Both handlers, exporting to the test Tempo: gRPC for one, HTTP/protobuf for the other.
+async fn traced_handlers(ns: &str, env: &TestEnv) -> (Handler, Handler) {
+    let cluster = start(
+        "cluster-handler",
+        ns,
+        env,
+        vec![(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            env.otlp_grpc_endpoint.clone(),
+        )],
+    )
+    .await;
+    let resource = start(
+        "resource-handler",
+        ns,
+        env,
+        vec![
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                env.otlp_http_endpoint.clone(),
+            ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into()),
+        ],
+    )
+    .await;
+    (cluster, resource)
+}
+
+async fn wait_healthy(api: &Api<MultigresCluster>, name: &str) -> MultigresCluster {
+    wait_until(&format!("{name} Healthy"), TIMEOUT, || async {
+        let c = api.get(name).await.map_err(|e| e.to_string())?;
+        let s = c.status.clone().unwrap_or_default();
+        if s.phase == Some(Phase::Healthy) && s.core.observed_generation == c.metadata.generation {
+            Ok(c)
+        } else {
+            Err(format!("{:?}", s.phase))
+        }
+    })
+    .await
+}
+
+/// Polls Tempo until trace `id` satisfies `check` (spans arrive in batches from three processes).
+async fn wait_for_trace(
+    tempo: &Tempo,
+    id: &str,
+    what: &str,
+    check: impl Fn(&[Span]) -> Result<(), String>,
+) -> Vec<Span> {
+    wait_until(what, TIMEOUT, || async {
+        let spans = tempo.trace(id).await?.unwrap_or_default();
+        match check(&spans) {
+            Ok(()) => Ok(spans),
+            Err(missing) => Err(format!(
+                "{missing}\n-- trace {id} so far:\n{}",
+                describe(&spans)
+            )),
+        }
+    })
+    .await
+}
+
+/// The cross-process structure of the creation trace of a cluster with `cells` cells.
+fn creation_shape(spans: &[Span], cells: usize) -> Result<(), String> {
+    let roots: Vec<&Span> = spans.iter().filter(|s| s.is_root()).collect();
+    let [root] = roots[..] else {
+        return Err(format!("expected one root, got {}", roots.len()));
+    };
+    if (root.service.as_str(), root.name.as_str()) != (CH, "reconcile MultigresCluster") {
+        return Err(format!("root is {} {}", root.service, root.name));
+    }
+    let apply_cells = named(spans, CH, "apply Cell");
+    let apply_etcd = named(spans, CH, "apply Etcd");
+    if apply_cells.len() != cells || apply_etcd.len() != 1 {
+        return Err(format!(
+            "apply Cell x{}, apply Etcd x{}",
+            apply_cells.len(),
+            apply_etcd.len()
+        ));
+    }
+    // The Cell hop: cluster-handler -> annotation -> cluster-handler.
+    let cell_reconciles = named(spans, CH, "reconcile Cell");
+    if cell_reconciles.len() != cells
+        || !cell_reconciles
+            .iter()
+            .all(|r| parent(spans, r).is_some_and(|p| p.name == "apply Cell" && p.service == CH))
+    {
+        return Err(format!(
+            "{} reconcile Cell joined under apply Cell",
+            cell_reconciles.len()
+        ));
+    }
+    // The process hop: the resource-handler's reconciles under the cluster-handler's applies.
+    for (kind, count) in [
+        ("Etcd", 1),
+        ("MultiGateway", cells),
+        ("MultiOrch", cells),
+        ("MultiPooler", cells),
+    ] {
+        let reconciles = named(spans, RH, &format!("reconcile {kind}"));
+        let joined = reconciles
+            .iter()
+            .filter(|r| {
+                parent(spans, r)
+                    .is_some_and(|p| p.service == CH && p.name == format!("apply {kind}"))
+            })
+            .count();
+        if joined != count {
+            return Err(format!(
+                "{joined}/{count} reconcile {kind} joined under apply {kind}"
+            ));
+        }
+    }
+    // Kubernetes API client spans under the reconciles of both handlers, and the API server's
+    // spans as their children.
+    for service in [CH, RH] {
+        let clients: Vec<&Span> = spans
+            .iter()
+            .filter(|s| s.service == service && s.kind == "SPAN_KIND_CLIENT")
+            .collect();
+        if clients.is_empty()
+            || !clients.iter().all(|c| {
+                spans
+                    .iter()
+                    .any(|r| r.name.starts_with("reconcile ") && descends_from(spans, c, r))
+            })
+        {
+            return Err(format!(
+                "{service}: {} client spans, not all under a reconcile",
+                clients.len()
+            ));
+        }
+        let server_children = spans
+            .iter()
+            .filter(|s| {
+                s.service == "apiserver"
+                    && parent(spans, s)
+                        .is_some_and(|p| p.service == service && p.kind == "SPAN_KIND_CLIENT")
+            })
+            .count();
+        if server_children == 0 {
+            return Err(format!("no apiserver span under a {service} client span"));
+        }
+    }
+    let orphans = orphans(spans);
+    if !orphans.is_empty() {
+        return Err(format!("{} orphan spans", orphans.len()));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_trace_spans_both_handlers_and_the_api_server() {
+    let env = TestEnv::load();
+    let client: Client = e2e::k8s::admin_client(&env).await;
+    install_crds(&client).await;
+    with_namespace(&client, "trace", |client, ns| async move {
+        let env = TestEnv::load();
+        let (_cluster_handler, _resource_handler) = traced_handlers(&ns.name, &env).await;
+        let api: Api<MultigresCluster> = Api::namespaced(client.clone(), &ns.name);
+        let sample = load(&samples_dir().join("multi-cell-cluster.yaml")).expect("sample");
+        let cluster: MultigresCluster = serde_json::from_value(sample.object).expect("cluster");
+        api.create(&PostParams::default(), &cluster).await.expect("created");
+        let healthy = wait_healthy(&api, "multi").await;
+        let trace_id = healthy.status.and_then(|s| s.core.last_trace_id).expect("status.lastTraceId");
+        assert_eq!(trace_id.len(), 32);
+        let tempo = Tempo::new(&env.tempo_url);
+        let spans = wait_for_trace(&tempo, &trace_id, "the creation trace across both handlers", |s| creation_shape(s, 3)).await;
+        eprintln!(
+            "creation trace {trace_id}: {} spans ({} cluster-handler, {} resource-handler, {} apiserver)",
+            spans.len(),
+            spans.iter().filter(|s| s.service == CH).count(),
+            spans.iter().filter(|s| s.service == RH).count(),
+            spans.iter().filter(|s| s.service == "apiserver").count()
+        );
+
+        // The fan-out is parallel: the cluster's sibling apply spans overlap in time.
+        let root = spans.iter().find(|s| s.is_root()).expect("root");
+        let siblings: Vec<&Span> = spans.iter().filter(|s| s.parent_span_id == root.span_id && s.name.starts_with("apply ")).collect();
+        assert_eq!(siblings.len(), 4, "apply Etcd + 3 x apply Cell:\n{}", describe(&spans));
+        assert!(overlap(&siblings), "sibling applies run one after another:\n{}", describe(&spans));
+
+        // Scaling through the cluster spec: a new trace, joined across both processes again.
+        api.patch("multi", &PatchParams::default(), &Patch::Merge(json!({"spec": {"gateway": {"replicas": 3}}}))).await.expect("scaled");
+        let scaled = wait_until("a new lastTraceId after scaling", TIMEOUT, || async {
+            let c = wait_healthy(&api, "multi").await;
+            match c.status.and_then(|s| s.core.last_trace_id) {
+                Some(id) if id != trace_id => Ok(id),
+                other => Err(format!("lastTraceId {other:?}")),
+            }
+        })
+        .await;
+        wait_for_trace(&tempo, &scaled, "the scaling trace across both handlers", |s| {
+            let gateways = named(s, RH, "reconcile MultiGateway");
+            let joined = gateways.iter().filter(|r| parent(s, r).is_some_and(|p| p.service == CH && p.name == "apply MultiGateway")).count();
+            // zone-a and zone-b take the new template; zone-c keeps its own replicas.
+            if joined == 2 && orphans(s).is_empty() { Ok(()) } else { Err(format!("{joined}/2 reconcile MultiGateway joined")) }
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failing_component_shows_error_spans_and_a_log_line_with_the_trace_id() {
+    let env = TestEnv::load();
+    let client: Client = e2e::k8s::admin_client(&env).await;
+    install_crds(&client).await;
+    with_namespace(&client, "trace-fail", |client, ns| async move {
+        let env = TestEnv::load();
+        let (_cluster_handler, resource_handler) = traced_handlers(&ns.name, &env).await;
+        let api: Api<MultigresCluster> = Api::namespaced(client.clone(), &ns.name);
+        // An image the schema lets through but the builder refuses (uppercase repository path).
+        let cluster: MultigresCluster = serde_json::from_value(json!({
+            "apiVersion": "multigres.com/v1alpha1", "kind": "MultigresCluster", "metadata": {"name": "broken"},
+            "spec": {"gateway": {"image": "registry.example.com/Team/Gateway:v1"}}
+        }))
+        .expect("cluster");
+        api.create(&PostParams::default(), &cluster).await.expect("created");
+        let trace_id = wait_until("lastTraceId on the cluster", TIMEOUT, || async {
+            let c = api.get("broken").await.map_err(|e| e.to_string())?;
+            c.status.and_then(|s| s.core.last_trace_id).ok_or_else(|| "none yet".to_string())
+        })
+        .await;
+        let tempo = Tempo::new(&env.tempo_url);
+        // The failing span is the root of the resource-handler's part: its parent is the
+        // cluster-handler's apply span (exported by the other process, maybe in a later batch).
+        let spans = wait_for_trace(&tempo, &trace_id, "an ERROR reconcile MultiGateway under apply MultiGateway", |s| {
+            let failed = named(s, RH, "reconcile MultiGateway")
+                .into_iter()
+                .any(|r| r.status_code == "STATUS_CODE_ERROR" && parent(s, r).is_some_and(|p| p.service == CH && p.name == "apply MultiGateway"));
+            if failed { Ok(()) } else { Err("no failed reconcile MultiGateway under apply MultiGateway yet".into()) }
+        })
+        .await;
+        let failed = named(&spans, RH, "reconcile MultiGateway").into_iter().find(|r| r.status_code == "STATUS_CODE_ERROR").expect("failed");
+        let message = failed.events.iter().find(|(name, _)| name == "exception").and_then(|(_, a)| a.get("exception.message").cloned()).unwrap_or_default();
+        assert!(message.contains("registry.example.com/Team/Gateway:v1") && message.contains("not a valid image reference"), "{message}");
+        assert!(failed.status_message.contains("not a valid image reference"), "{}", failed.status_message);
+        // The siblings did not fail.
+        for kind in ["MultiOrch", "MultiPooler"] {
+            assert!(named(&spans, RH, &format!("reconcile {kind}")).iter().all(|r| r.status_code != "STATUS_CODE_ERROR"), "{kind}");
+        }
+        let logged = resource_handler
+            .log_lines()
+            .into_iter()
+            .any(|l| l["level"] == "ERROR" && l["trace_id"].as_str() == Some(trace_id.as_str()) && l["error"].as_str().is_some_and(|e| e.contains("not a valid image reference")));
+        assert!(logged, "no ERROR log line with trace_id {trace_id}:\n{}", resource_handler.log_tail(30));
+    })
+    .await;
+}
