@@ -1,7 +1,16 @@
 //! Status of an aggregating object (cluster or cell) from the statuses of its children (pure).
 
+use kube::core::NamespaceResourceScope;
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use shared::crd::{ComponentStatus, Phase, ReadyCount};
+use shared::meta::{CLUSTER_HANDLER_MANAGER, object_ref};
 use shared::status::{ConditionUpdate, DEGRADED, PROGRESSING, READY};
+
+use crate::context::Context;
+use crate::error::Error;
 
 /// What a parent knows about one child.
 #[derive(Clone, Debug, PartialEq)]
@@ -155,6 +164,46 @@ pub fn core_status(
     core.ready_replicas = counts.ready_replicas;
     core.ready = healthy;
     (core, phase)
+}
+
+/// The end of every aggregating reconcile: write the status if it changed, then report the
+/// reconcile's own outcome (`result`) to kube-runtime.
+pub async fn finish<K, S>(
+    ctx: &Context,
+    obj: &K,
+    kind: &str,
+    previous: Option<&S>,
+    status: &S,
+    summary: (Phase, bool),
+    result: Result<(), Error>,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned,
+    S: Serialize + PartialEq,
+{
+    let object = object_ref(obj);
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let written =
+        shared::status::write_status(&api, CLUSTER_HANDLER_MANAGER, obj, previous, status)
+            .await
+            .map_err(|source| Error::Status {
+                object: object.clone(),
+                source,
+            })?;
+    if written {
+        let (phase, ready) = summary;
+        tracing::info!(object, phase = ?phase, ready, "status updated");
+    }
+    result?;
+    Ok(shared::reconcile::succeeded(
+        kind,
+        &object,
+        &ctx.backoffs,
+        ctx.resync,
+    ))
 }
 
 #[cfg(test)]

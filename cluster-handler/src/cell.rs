@@ -19,7 +19,7 @@ use shared::meta::{
 };
 use shared::telemetry::spans;
 
-use crate::aggregate::{ChildReport, core_status, sum};
+use crate::aggregate::{ChildReport, core_status, finish, sum};
 use crate::context::Context;
 use crate::error::Error;
 use crate::fanout::{FanOut, failures};
@@ -222,29 +222,8 @@ async fn reconcile_in_span(
         orch,
         pooler,
     };
-    let api: Api<Cell> = Api::namespaced(ctx.client.clone(), &ns);
-    let written = shared::status::write_status(
-        &api,
-        CLUSTER_HANDLER_MANAGER,
-        obj.as_ref(),
-        previous,
-        &status,
-    )
-    .await
-    .map_err(|source| Error::Status {
-        object: object.clone(),
-        source,
-    })?;
-    if written {
-        tracing::info!(object, phase = ?phase, ready = status.core.ready, "status updated");
-    }
-    result?;
-    Ok(shared::reconcile::succeeded(
-        KIND,
-        &object,
-        &ctx.backoffs,
-        ctx.resync,
-    ))
+    let summary = (phase, status.core.ready);
+    finish(&ctx, obj.as_ref(), KIND, previous, &status, summary, result).await
 }
 
 /// Retry policy of the cell controller.

@@ -26,10 +26,6 @@ use crate::{cell, cluster};
 pub struct Args {
     #[command(flatten)]
     pub common: CommonArgs,
-
-    /// How often a healthy object is reconciled again without any event.
-    #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = shared::cli::parse_duration)]
-    pub resync: Duration,
 }
 
 impl Args {
@@ -66,7 +62,7 @@ impl Args {
             poolers: poolers.spawn(common.watch_api(&client)),
             backoffs: Default::default(),
             metrics: started.metrics.clone(),
-            resync: self.resync,
+            resync: self.common.resync,
         });
         let shutdown = shared::process::shutdown_signal().shared();
         let stopping = shutdown.clone();

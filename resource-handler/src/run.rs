@@ -31,10 +31,6 @@ use crate::reconcile::{error_policy, reconcile};
 pub struct Args {
     #[command(flatten)]
     pub common: CommonArgs,
-
-    /// How often a healthy object is reconciled again without any event.
-    #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = shared::cli::parse_duration)]
-    pub resync: Duration,
 }
 
 impl Args {
@@ -61,7 +57,7 @@ impl Args {
             deployments: deployments.spawn(self.common.watch_api(&client)),
             services: services.spawn(self.common.watch_api(&client)),
             backoffs: Default::default(),
-            resync: self.resync,
+            resync: self.common.resync,
             metrics: started.metrics.clone(),
         });
         let shutdown = shared::process::shutdown_signal().shared();
