@@ -44,11 +44,11 @@ cluster-down: ## Stop the local control plane and Tempo
 cluster-smoke: ## Check a running local control plane with curl/kubectl only
 	@e2e/scripts/smoke-test.sh
 
-demo: ## Local cluster + both handlers + a sample cluster + its trace
-	@echo "demo: not yet (lands with the end-to-end tracing issue)"
+demo: ## Local cluster + both handlers + a sample cluster + the waterfall of its trace
+	./scripts/demo.sh
 
 demo-down: ## Stop what `make demo` started
-	@echo "demo-down: not yet"
+	./scripts/demo-down.sh
 
 bench: ## Tracing overhead and convergence benchmarks
 	@echo "bench: not yet (lands with the benchmarks issue)"

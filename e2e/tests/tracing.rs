@@ -183,6 +183,14 @@ fn creation_shape(spans: &[Span], cells: usize) -> Result<(), String> {
             return Err(format!("no apiserver span under a {service} client span"));
         }
     }
+    for service in [CH, RH] {
+        if !spans
+            .iter()
+            .any(|s| s.service == service && s.name == "update status")
+        {
+            return Err(format!("no update status span from {service}"));
+        }
+    }
     let orphans = orphans(spans);
     if !orphans.is_empty() {
         return Err(format!("{} orphan spans", orphans.len()));

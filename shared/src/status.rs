@@ -94,11 +94,15 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(manager).force(),
-        &Patch::Apply(&patch),
-    )
+    let span = tracing::info_span!(target: "multigres::status", "update status", otel.name = "update status");
+    crate::telemetry::spans::run_in(span, async {
+        api.patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(manager).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    })
     .await?;
     Ok(true)
 }

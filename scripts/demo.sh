@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# `make demo`: the local control plane and Tempo, both handlers exporting traces, a multi-cell
+# MultigresCluster from the samples, its progress until Healthy, and the waterfall of its trace.
+# Stop everything with `make demo-down` (or Ctrl-C when run from a terminal).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+WORK=$ROOT/e2e/.work
+NS=${DEMO_NAMESPACE:-demo}
+SAMPLE=${DEMO_SAMPLE:-manifests/samples/multi-cell-cluster.yaml}
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+say "checking tools"
+./scripts/ensure-deps.sh
+
+say "building the handlers and the trace viewer"
+cargo build --locked -q -p cluster-handler -p resource-handler -p e2e --bin trace-view
+
+say "starting the local control plane and Tempo (first run builds them: several minutes)"
+e2e/scripts/cluster-up.sh >/dev/null
+# shellcheck source=/dev/null
+source "$WORK/env"
+K() { "$MULTIGRES_E2E_BIN/kubectl" "$@"; }
+
+say "installing the CRDs"
+K apply --server-side -f manifests/crds/ >/dev/null
+K wait --for condition=Established --timeout=60s -f manifests/crds/ >/dev/null
+
+say "starting both handlers (cluster-handler exports over OTLP/gRPC, resource-handler over OTLP/HTTP)"
+mkdir -p "$WORK/logs"
+start() { # start <binary> <admin port> <env...>
+  local bin=$1 port=$2
+  shift 2
+  env "$@" RUST_LOG=info OTEL_BSP_SCHEDULE_DELAY=500 "target/debug/$bin" --log-format json \
+    --admin-addr "127.0.0.1:$port" --namespace "$NS" >"$WORK/logs/demo-$bin.log" 2>&1 &
+  echo $! >"$WORK/demo-$bin.pid"
+}
+K create namespace "$NS" >/dev/null 2>&1 || true
+start cluster-handler "${DEMO_CH_PORT:-18081}" OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP_GRPC_ENDPOINT"
+start resource-handler "${DEMO_RH_PORT:-18082}" OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP_HTTP_ENDPOINT" \
+  OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
+for port in "${DEMO_CH_PORT:-18081}" "${DEMO_RH_PORT:-18082}"; do
+  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+  curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { echo "a handler did not start; see $WORK/logs/demo-*.log"; exit 1; }
+done
+
+NAME=$(awk '/^  name:/{print $2; exit}' "$SAMPLE")
+say "kubectl apply -n $NS -f $SAMPLE"
+K delete -n "$NS" mgc "$NAME" --ignore-not-found --wait=true >/dev/null
+K apply -n "$NS" -f "$SAMPLE"
+phase=""
+for _ in $(seq 1 180); do
+  line=$(K get -n "$NS" mgc "$NAME" -o jsonpath='{.status.phase} {.status.cells.readyReplicas}/{.status.cells.replicas} cells, etcd {.status.etcd.readyReplicas}/{.status.etcd.replicas}, gateways {.status.gateway.readyReplicas}/{.status.gateway.replicas}, poolers {.status.pooler.readyReplicas}/{.status.pooler.replicas}' 2>/dev/null || true)
+  [[ "$line" != "$phase" ]] && { printf '  %s\n' "$line"; phase=$line; }
+  [[ "$line" == Healthy* ]] && break
+  sleep 1
+done
+[[ "$phase" == Healthy* ]] || { echo "the cluster did not become Healthy in 3 minutes; see $WORK/logs/demo-*.log"; exit 1; }
+K get -n "$NS" mgc,cells,etcds,multigateways,multiorchs,multipoolers
+
+TRACE=$(K get -n "$NS" mgc "$NAME" -o jsonpath='{.status.lastTraceId}')
+say "the trace of this change: status.lastTraceId = $TRACE"
+target/debug/trace-view "$TRACE" --tempo "$TEMPO_URL"
+
+cat <<MSG
+
+Query Tempo yourself:
+  curl -s $TEMPO_URL/api/traces/$TRACE | jq '.batches | length'
+  curl -sG $TEMPO_URL/api/search --data-urlencode 'q={ resource.service.name = "multigres-resource-handler" }'
+  target/debug/trace-view $TRACE --all          # every API server span too
+Try a change and look at its new trace:
+  export KUBECONFIG=$KUBECONFIG
+  $MULTIGRES_E2E_BIN/kubectl -n $NS patch mgc $NAME --type merge -p '{"spec":{"gateway":{"replicas":3}}}'
+  target/debug/trace-view \$($MULTIGRES_E2E_BIN/kubectl -n $NS get mgc $NAME -o jsonpath='{.status.lastTraceId}')
+Logs: $WORK/logs/demo-cluster-handler.log, $WORK/logs/demo-resource-handler.log
+Stop everything: make demo-down
+MSG
+
+if [[ -t 0 ]]; then
+  trap 'echo; ./scripts/demo-down.sh; exit 0' INT
+  echo "(Ctrl-C stops everything)"
+  while sleep 3600; do :; done
+fi
