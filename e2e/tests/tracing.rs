@@ -229,6 +229,27 @@ async fn one_trace_spans_both_handlers_and_the_api_server() {
         assert_eq!(siblings.len(), 4, "apply Etcd + 3 x apply Cell:\n{}", describe(&spans));
         assert!(overlap(&siblings), "sibling applies run one after another:\n{}", describe(&spans));
 
+        // A later reconcile of the same generation (here: triggered by the StatefulSet's status
+        // updates; a resync behaves the same) is a new root trace that links to the apply span
+        // that wrote the Etcd, not a child of the creation trace.
+        let apply_etcd = named(&spans, CH, "apply Etcd")[0].clone();
+        let query = format!(
+            "{{ resource.service.name = \"{RH}\" && name = \"reconcile Etcd\" && link:spanID = \"{}\" }}",
+            apply_etcd.span_id
+        );
+        let linked = wait_until("a later reconcile Etcd in a trace of its own, linked", TIMEOUT, || async {
+            let ids = tempo.search(&query, Duration::from_secs(900)).await?;
+            ids.into_iter().find(|id| *id != trace_id).ok_or_else(|| format!("nothing matches {query} yet"))
+        })
+        .await;
+        let later = wait_for_trace(&tempo, &linked, "the linked trace", |s| {
+            if named(s, RH, "reconcile Etcd").iter().any(|r| r.is_root()) { Ok(()) } else { Err("no root reconcile Etcd".into()) }
+        })
+        .await;
+        let root_reconcile = named(&later, RH, "reconcile Etcd").into_iter().find(|r| r.is_root()).expect("root");
+        assert_eq!(root_reconcile.links, vec![(trace_id.clone(), apply_etcd.span_id.clone())]);
+        assert_eq!(root_reconcile.attributes.get("multigres.trace.parent").map(String::as_str), Some("linked"));
+
         // Scaling through the cluster spec: a new trace, joined across both processes again.
         api.patch("multi", &PatchParams::default(), &Patch::Merge(json!({"spec": {"gateway": {"replicas": 3}}}))).await.expect("scaled");
         let scaled = wait_until("a new lastTraceId after scaling", TIMEOUT, || async {
