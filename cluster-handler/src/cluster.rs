@@ -177,14 +177,9 @@ async fn reconcile_in_span(
     last_trace_id: Option<String>,
 ) -> Result<Action, Error> {
     ctx.caches_ready().await;
-    ctx.metrics.count_reconcile(KIND);
     let object = object_ref(obj.as_ref());
-    if shared::reconcile::is_being_deleted(obj.as_ref()) {
-        tracing::debug!(
-            object,
-            "being deleted; leaving its children to garbage collection"
-        );
-        return Ok(Action::await_change());
+    if let Some(done) = shared::reconcile::begin(KIND, &object, obj.as_ref(), &ctx.metrics) {
+        return Ok(done);
     }
     let ns = obj.namespace().unwrap_or_default();
     let uid = obj.uid().unwrap_or_default();

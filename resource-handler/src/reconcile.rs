@@ -37,14 +37,10 @@ async fn reconcile_in_span<C: Component>(
     last_trace_id: Option<String>,
 ) -> Result<Action, Error> {
     ctx.caches_ready().await;
-    ctx.metrics.count_reconcile(&C::kind(&()));
     let object = object_ref(obj.as_ref());
-    if shared::reconcile::is_being_deleted(obj.as_ref()) {
-        tracing::debug!(
-            object,
-            "being deleted; leaving its children to garbage collection"
-        );
-        return Ok(Action::await_change());
+    if let Some(done) = shared::reconcile::begin(&C::kind(&()), &object, obj.as_ref(), &ctx.metrics)
+    {
+        return Ok(done);
     }
     let Some(ns) = obj.namespace() else {
         return Err(Error::NotStored { object });

@@ -36,3 +36,22 @@ pub fn failed(
 pub fn is_being_deleted<K: kube::Resource>(obj: &K) -> bool {
     obj.meta().deletion_timestamp.is_some()
 }
+
+/// The opening of every reconcile: count it, and when `obj` is being deleted return the action
+/// that ends the reconcile there (its children are left to garbage collection).
+pub fn begin<K: kube::Resource>(
+    controller: &str,
+    object: &str,
+    obj: &K,
+    metrics: &Metrics,
+) -> Option<Action> {
+    metrics.count_reconcile(controller);
+    if is_being_deleted(obj) {
+        tracing::debug!(
+            object,
+            "being deleted; leaving its children to garbage collection"
+        );
+        return Some(Action::await_change());
+    }
+    None
+}
