@@ -113,12 +113,6 @@ impl Tempo {
             .map(|id| format!("{id:0>32}"))
             .collect())
     }
-
-    /// Whether Tempo answers `/ready`.
-    pub async fn ready(&self) -> bool {
-        let url = format!("{}/ready", self.base);
-        matches!(self.http.get(&url).send().await, Ok(r) if r.status().is_success())
-    }
 }
 
 /// Flattens a V1 trace body (`{"batches":[...]}`; `resourceSpans` is accepted too).

@@ -56,15 +56,8 @@ impl Decision {
 }
 
 /// FNV-1a 64 of the canonical JSON of `value` (serde_json maps are sorted), as 16 hex digits.
-/// Stable across processes and releases, unlike `std`'s hasher.
 pub fn hash_value(value: &Value) -> String {
-    let text = value.to_string();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{hash:016x}")
+    format!("{:016x}", crate::meta::fnv1a(&value.to_string()))
 }
 
 /// Whether every field set in `desired` has the same value in `live`. Objects compare key by

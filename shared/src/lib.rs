@@ -11,7 +11,6 @@ pub mod client;
 pub mod crd;
 pub mod defaults;
 pub mod kubeconnect;
-pub mod logging;
 pub mod meta;
 pub mod metrics;
 pub mod process;

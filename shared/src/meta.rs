@@ -133,12 +133,15 @@ pub fn cell_object_name(cluster: &str, cell: &str) -> String {
 
 /// Five lowercase hex digits of the FNV-1a hash of `text`.
 pub fn short_hash(text: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{:05x}", hash & 0xf_ffff)
+    format!("{:05x}", fnv1a(text) & 0xf_ffff)
+}
+
+/// FNV-1a, 64 bits: stable across processes and releases, unlike `std`'s hasher, so names and
+/// annotations derived from it never change under a running cluster.
+pub fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Names of a cell's component objects (`<cell object>-gateway` and so on).
@@ -189,6 +192,13 @@ mod tests {
         assert_eq!(merged[LABEL_COMPONENT], "etcd");
         assert_eq!(merged["team"], "data");
         assert_eq!(merged[LABEL_MANAGED_BY], RESOURCE_HANDLER_MANAGER);
+    }
+
+    #[test]
+    fn cell_names_are_stable_across_releases() {
+        // Renaming would orphan every existing Cell: the hash must never change.
+        assert_eq!(cell_object_name("multi", "zone-a"), "multi-zone-a-b117b");
+        assert_eq!(cell_object_name("multi", "zone-c"), "multi-zone-c-b14e1");
     }
 
     #[test]

@@ -12,16 +12,6 @@ pub struct ApiRequest {
     pub resource: String,
 }
 
-impl ApiRequest {
-    /// Whether the request writes (what "no write without a change" counts).
-    pub fn is_write(&self) -> bool {
-        matches!(
-            self.verb,
-            "create" | "update" | "patch" | "delete" | "deletecollection"
-        )
-    }
-}
-
 /// Classifies a request to the Kubernetes API by method, path and query.
 pub fn classify(method: &Method, path: &str, query: Option<&str>) -> ApiRequest {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -110,18 +100,5 @@ mod tests {
             ("deletecollection", "pods".into())
         );
         assert_eq!(c(Method::GET, "/version"), ("get", String::new()));
-    }
-
-    #[test]
-    fn writes_are_the_mutating_verbs() {
-        assert!(classify(&Method::PATCH, "/api/v1/namespaces/a/services/s", None).is_write());
-        assert!(
-            !classify(
-                &Method::GET,
-                "/api/v1/namespaces/a/services",
-                Some("watch=true")
-            )
-            .is_write()
-        );
     }
 }

@@ -80,13 +80,8 @@ impl TelemetryGuard {
     }
 }
 
-/// Installs the global subscriber; with `export` false nothing leaves the process whatever the
-/// environment says (the `logging::init` path).
-pub(crate) fn install(
-    format: LogFormat,
-    service_name: &'static str,
-    export: bool,
-) -> TelemetryGuard {
+/// Installs the global subscriber and, when the environment names an endpoint, the exporter.
+pub(crate) fn install(format: LogFormat, service_name: &'static str) -> TelemetryGuard {
     if tracing::dispatcher::has_been_set() {
         // Building a second pipeline would start an exporter thread nobody uses.
         tracing::warn!("a global subscriber is already installed; telemetry init skipped");
@@ -94,9 +89,6 @@ pub(crate) fn install(
     }
     let (mut config, mut warnings) =
         TelemetryConfig::from_lookup(service_name, std::process::id(), env_lookup);
-    if !export {
-        config.exporter = None;
-    }
     let log_filter = log_filter(&mut warnings);
 
     let mut builder = provider_builder(&config);

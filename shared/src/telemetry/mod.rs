@@ -27,13 +27,7 @@ use crate::cli::LogFormat;
 /// `service.name`, overridden by `OTEL_SERVICE_NAME`. The gRPC exporter needs to be built inside
 /// the Tokio runtime. Keep the guard and call [`TelemetryGuard::shutdown`] on the way out.
 pub fn init(format: LogFormat, service_name: &'static str) -> TelemetryGuard {
-    init::install(format, service_name, true)
-}
-
-/// Like [`init`] but never exports: log lines with trace/span ids only.
-pub fn init_without_export(format: LogFormat) {
-    // No exporter: nothing to flush, the guard has nothing to do.
-    let _guard = init::install(format, "multigres-operator", false);
+    init::install(format, service_name)
 }
 
 /// Spans that will never reach the collector: dropped because the export queue was full

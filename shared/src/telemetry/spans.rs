@@ -186,15 +186,6 @@ pub fn record_error(err: &dyn Display) {
     tracing::error!(error = %err);
 }
 
-/// The trace id (32 hex digits) of the current span, if it has a valid context.
-pub fn current_trace_id() -> Option<String> {
-    let context = Span::current().context();
-    let span_context = context.span().span_context().clone();
-    span_context
-        .is_valid()
-        .then(|| span_context.trace_id().to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

@@ -105,20 +105,8 @@ pub(crate) fn test_subscriber(
 
 /// Runs `f` under the same layers `init` installs, with a simple in-memory exporter.
 fn with_pipeline(env: &[(&str, &str)], format: LogFormat, f: impl FnOnce()) -> (Spy, Capture) {
-    let spy = Spy::default();
-    let capture = Capture::default();
-    let provider = provider_builder(&config(env))
-        .with_simple_exporter(spy.clone())
-        .build();
-    let writer = capture.clone();
-    let layers = build_layers(
-        format,
-        EnvFilter::new("info"),
-        move || writer.clone(),
-        false,
-        &provider,
-    );
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layers), f);
+    let (spy, capture, subscriber) = test_subscriber(env, format);
+    tracing::subscriber::with_default(subscriber, f);
     (spy, capture)
 }
 
