@@ -178,7 +178,8 @@ async fn reconcile_in_span(
 ) -> Result<Action, Error> {
     ctx.caches_ready().await;
     let object = object_ref(obj.as_ref());
-    if let Some(done) = shared::reconcile::begin(KIND, &object, obj.as_ref(), &ctx.metrics) {
+    let (_timer, done) = shared::reconcile::begin(KIND, &object, obj.as_ref(), &ctx.metrics);
+    if let Some(done) = done {
         return Ok(done);
     }
     let ns = obj.namespace().unwrap_or_default();

@@ -38,8 +38,9 @@ async fn reconcile_in_span<C: Component>(
 ) -> Result<Action, Error> {
     ctx.caches_ready().await;
     let object = object_ref(obj.as_ref());
-    if let Some(done) = shared::reconcile::begin(&C::kind(&()), &object, obj.as_ref(), &ctx.metrics)
-    {
+    let (_timer, done) =
+        shared::reconcile::begin(&C::kind(&()), &object, obj.as_ref(), &ctx.metrics);
+    if let Some(done) = done {
         return Ok(done);
     }
     let Some(ns) = obj.namespace() else {

@@ -1,11 +1,10 @@
 //! Wiring of the resource-handler process: flags, logging, client, one shared watch per
-//! workload type, four controllers, shutdown.
+//! workload type, four controllers, leader election, shutdown.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Service;
 use kube::runtime::reflector::ReflectHandle;
@@ -15,6 +14,8 @@ use shared::cli::CommonArgs;
 use shared::crd::{Etcd, MultiGateway, MultiOrch, MultiPooler};
 use shared::kubeconnect::ensure_crd;
 use shared::meta::RESOURCE_HANDLER_MANAGER;
+use shared::metrics::Metrics;
+use shared::process::Stop;
 use shared::watch::SharedWatch;
 
 use crate::component::Component;
@@ -36,76 +37,76 @@ pub struct Args {
 impl Args {
     /// Runs until SIGTERM or SIGINT.
     pub async fn run(self) -> anyhow::Result<()> {
-        let started = shared::process::start(&self.common, "multigres-resource-handler").await?;
+        let started = shared::process::start(&self.common, RESOURCE_HANDLER_MANAGER).await?;
         let client = started.client.clone();
         ensure_crd::<Etcd>(&client).await?;
         ensure_crd::<MultiGateway>(&client).await?;
         ensure_crd::<MultiOrch>(&client).await?;
         ensure_crd::<MultiPooler>(&client).await?;
-
-        let statefulsets = SharedWatch::<StatefulSet>::new(RESOURCE_HANDLER_MANAGER);
-        let deployments = SharedWatch::<Deployment>::new(RESOURCE_HANDLER_MANAGER);
-        let services = SharedWatch::<Service>::new(RESOURCE_HANDLER_MANAGER);
-        let etcd_owns = (statefulsets.subscribe()?, services.subscribe()?);
-        let pooler_owns = (statefulsets.subscribe()?, services.subscribe()?);
-        let gateway_owns = (deployments.subscribe()?, services.subscribe()?);
-        let orch_owns = (deployments.subscribe()?, services.subscribe()?);
-
-        let ctx = Arc::new(Context {
-            client: client.clone(),
-            statefulsets: statefulsets.spawn(self.common.watch_api(&client)),
-            deployments: deployments.spawn(self.common.watch_api(&client)),
-            services: services.spawn(self.common.watch_api(&client)),
-            backoffs: Default::default(),
-            resync: self.common.resync,
-            metrics: started.metrics.clone(),
-        });
-        let shutdown = shared::process::shutdown_signal().shared();
-        started.health.set_ready(true);
-        tracing::info!("multigres-resource-handler is running");
-        let stopping = shutdown.clone();
-        let controllers = async {
-            futures::join!(
-                run_controller(
-                    self.common.watch_api::<Etcd>(&client),
-                    etcd_owns,
-                    ctx.clone(),
-                    shutdown.clone()
-                ),
-                run_controller(
-                    self.common.watch_api::<MultiPooler>(&client),
-                    pooler_owns,
-                    ctx.clone(),
-                    shutdown.clone()
-                ),
-                run_controller(
-                    self.common.watch_api::<MultiGateway>(&client),
-                    gateway_owns,
-                    ctx.clone(),
-                    shutdown.clone()
-                ),
-                run_controller(
-                    self.common.watch_api::<MultiOrch>(&client),
-                    orch_owns,
-                    ctx.clone(),
-                    shutdown.clone()
-                ),
-            );
-        };
-        shared::process::run_until_stopped(controllers, stopping, shared::process::SHUTDOWN_GRACE)
-            .await;
-        tracing::info!("multigres-resource-handler stopped");
-        started.stop_telemetry(Duration::from_secs(5)).await;
-        Ok(())
+        let metrics = started.metrics.clone();
+        let common = self.common.clone();
+        started
+            .serve(&self.common.leader, RESOURCE_HANDLER_MANAGER, |stop| {
+                controllers(common.clone(), client.clone(), metrics.clone(), stop)
+            })
+            .await
     }
 }
 
-/// Runs the controller of component kind `C` until `shutdown` resolves.
+/// The four component controllers over fresh watches, until `stop` resolves.
+async fn controllers(
+    common: CommonArgs,
+    client: kube::Client,
+    metrics: Arc<Metrics>,
+    stop: Stop,
+) -> anyhow::Result<()> {
+    let statefulsets = SharedWatch::<StatefulSet>::new(RESOURCE_HANDLER_MANAGER);
+    let deployments = SharedWatch::<Deployment>::new(RESOURCE_HANDLER_MANAGER);
+    let services = SharedWatch::<Service>::new(RESOURCE_HANDLER_MANAGER);
+    let etcd_owns = (statefulsets.subscribe()?, services.subscribe()?);
+    let pooler_owns = (statefulsets.subscribe()?, services.subscribe()?);
+    let gateway_owns = (deployments.subscribe()?, services.subscribe()?);
+    let orch_owns = (deployments.subscribe()?, services.subscribe()?);
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        statefulsets: statefulsets.spawn(common.watch_api(&client), stop.clone()),
+        deployments: deployments.spawn(common.watch_api(&client), stop.clone()),
+        services: services.spawn(common.watch_api(&client), stop.clone()),
+        backoffs: Default::default(),
+        resync: common.resync,
+        metrics,
+    });
+    tracing::info!("multigres-resource-handler is running");
+    futures::join!(
+        run_controller(
+            common.watch_api::<Etcd>(&client),
+            etcd_owns,
+            ctx.clone(),
+            stop.clone()
+        ),
+        run_controller(
+            common.watch_api::<MultiPooler>(&client),
+            pooler_owns,
+            ctx.clone(),
+            stop.clone()
+        ),
+        run_controller(
+            common.watch_api::<MultiGateway>(&client),
+            gateway_owns,
+            ctx.clone(),
+            stop.clone()
+        ),
+        run_controller(common.watch_api::<MultiOrch>(&client), orch_owns, ctx, stop),
+    );
+    Ok(())
+}
+
+/// Runs the controller of component kind `C` until `stop` resolves.
 async fn run_controller<C, W>(
     api: Api<C>,
     (workloads, services): (ReflectHandle<W>, ReflectHandle<Service>),
     ctx: Arc<Context>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    stop: Stop,
 ) where
     C: Component + kube::Resource<DynamicType = ()>,
     W: Resource<DynamicType = ()>
@@ -119,7 +120,7 @@ async fn run_controller<C, W>(
     Controller::new(api, watcher::Config::default())
         .owns_shared_stream(workloads)
         .owns_shared_stream(services)
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(stop)
         .run(reconcile::<C>, error_policy::<C>, ctx)
         .for_each(|_| std::future::ready(()))
         .await;

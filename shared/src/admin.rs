@@ -130,8 +130,8 @@ mod tests {
 
     #[tokio::test]
     async fn serves_health_readiness_and_metrics() {
-        let metrics = Arc::new(Metrics::default());
-        metrics.count_reconcile("etcd");
+        let metrics = Arc::new(Metrics::new("test"));
+        metrics.set_leader(true);
         let health = Arc::new(Health::default());
         let addr = serve(
             "127.0.0.1:0".parse().expect("addr"),
@@ -146,7 +146,7 @@ mod tests {
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
         let m = get(addr, "/metrics").await;
         assert!(
-            m.contains(r#"multigres_reconciles_total{controller="etcd"} 1"#),
+            m.contains(r#"multigres_leader{controller="test"} 1"#),
             "{m}"
         );
         assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));

@@ -36,6 +36,33 @@ pub struct CommonArgs {
     /// Address of the admin endpoint (/healthz, /readyz, /metrics).
     #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:8080")]
     pub admin_addr: std::net::SocketAddr,
+
+    #[command(flatten)]
+    pub leader: LeaderElectionArgs,
+}
+
+/// Leader election: with several replicas of a handler, one reconciles and the others stand by.
+#[derive(Clone, Debug, Args)]
+pub struct LeaderElectionArgs {
+    /// Compete for a Lease and reconcile only while holding it (the Deployments turn it on).
+    #[arg(long, env = "LEADER_ELECT", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub leader_elect: bool,
+
+    /// Namespace of the Lease [default: $POD_NAMESPACE, else multigres-system].
+    #[arg(long, env = "LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+
+    /// This replica's name in the Lease [default: $POD_NAME, else <hostname>-<pid>].
+    #[arg(long, env = "LEADER_ELECTION_IDENTITY")]
+    pub leader_election_identity: Option<String>,
+
+    /// How long a Lease stays valid without renewal; a standby takes over after it expires.
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+
+    /// How long before expiry the leader renews (also the clock skew tolerated between nodes).
+    #[arg(long, env = "LEASE_RENEW_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub lease_renew_grace: Duration,
 }
 
 impl CommonArgs {

@@ -11,6 +11,7 @@ pub mod client;
 pub mod crd;
 pub mod defaults;
 pub mod kubeconnect;
+pub mod leader;
 pub mod meta;
 pub mod metrics;
 pub mod process;

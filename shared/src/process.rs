@@ -66,7 +66,8 @@ impl Started {
 pub async fn start(common: &crate::cli::CommonArgs, name: &'static str) -> anyhow::Result<Started> {
     let telemetry = crate::telemetry::init(common.log_format, name);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting {name}");
-    let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+    let controller = name.strip_prefix("multigres-").unwrap_or(name);
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new(controller));
     let health = std::sync::Arc::new(crate::admin::Health::default());
     crate::admin::serve(common.admin_addr, metrics.clone(), health.clone())
         .await
@@ -88,20 +89,108 @@ pub async fn start(common: &crate::cli::CommonArgs, name: &'static str) -> anyho
 /// How long controllers get after SIGTERM to finish the reconciles in flight.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long releasing the lease and flushing spans may take on the way out (each).
+const EXIT_STEP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The signal controllers stop on (pass it to `Controller::graceful_shutdown_on`): SIGTERM or
+/// SIGINT, or this replica losing the lease.
+pub type Stop = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
+
+impl Started {
+    /// Runs the handler until SIGTERM or SIGINT, then exits cleanly: release the lease, flush
+    /// spans.
+    ///
+    /// Without leader election `controllers` runs at once. With it, the replica stands by
+    /// (ready, `multigres_leader` 0) until it holds the Lease named `lease`, runs `controllers`
+    /// while it leads, and stops them and stands by again if it loses the lease. `controllers`
+    /// builds fresh watches on each call and must stop soon after its [`Stop`] resolves; it
+    /// gets [`SHUTDOWN_GRACE`], then the reconciles still running are abandoned.
+    pub async fn serve<F, Fut>(
+        self,
+        args: &crate::cli::LeaderElectionArgs,
+        lease: &str,
+        mut controllers: F,
+    ) -> anyhow::Result<()>
+    where
+        F: FnMut(Stop) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        use futures::FutureExt;
+        let shutdown: Stop = shutdown_signal().boxed().shared();
+        let mut election = if args.leader_elect {
+            let who = crate::leader::LeaseIdentity::resolve(args, lease)?;
+            Some(crate::leader::Election::start(self.client.clone(), who).await?)
+        } else {
+            None
+        };
+        // Connected, CRDs present: ready, whether leading or standing by.
+        self.health.set_ready(true);
+        let result = loop {
+            if let Some(election) = election.as_mut() {
+                self.metrics.set_leader(false);
+                let who = election.who();
+                tracing::info!(lease = %who.lease, namespace = %who.namespace, identity = %who.identity, "standing by until this replica holds the lease");
+                tokio::select! {
+                    () = election.acquired() => {}
+                    () = shutdown.clone() => break Ok(()),
+                }
+            }
+            self.metrics.set_leader(true);
+            let stop: Stop = match election.as_ref().map(|e| e.lost()) {
+                None => shutdown.clone(),
+                Some(lost) => {
+                    let shutdown = shutdown.clone();
+                    async move {
+                        tokio::select! {
+                            () = shutdown => {}
+                            () = lost => {}
+                        }
+                    }
+                    .boxed()
+                    .shared()
+                }
+            };
+            tracing::info!("controllers starting");
+            let ran = run_until_stopped(controllers(stop.clone()), stop, SHUTDOWN_GRACE).await;
+            if let Some(Err(err)) = ran {
+                break Err(err);
+            }
+            if shutdown.peek().is_some() {
+                break Ok(());
+            }
+            if election.as_ref().is_some_and(|e| !e.is_leading()) {
+                tracing::warn!("leadership lost: controllers stopped");
+                continue;
+            }
+            break Err(anyhow::anyhow!("the controllers stopped unexpectedly"));
+        };
+        self.metrics.set_leader(false);
+        if let Some(election) = election {
+            election.release(EXIT_STEP_DEADLINE).await;
+        }
+        tracing::info!("stopped");
+        self.stop_telemetry(EXIT_STEP_DEADLINE).await;
+        result
+    }
+}
+
 /// Runs `controllers` (which stop by themselves after `shutdown`, finishing the reconciles in
 /// flight) and gives them at most `grace` after `shutdown` resolves; in-flight work still
-/// running then is abandoned so the process always exits in bounded time.
-pub async fn run_until_stopped(
-    controllers: impl std::future::Future<Output = ()>,
+/// running then is abandoned (`None`) so the process always exits in bounded time.
+pub async fn run_until_stopped<T>(
+    controllers: impl std::future::Future<Output = T>,
     shutdown: impl std::future::Future<Output = ()>,
     grace: std::time::Duration,
-) {
+) -> Option<T> {
     let deadline = async {
         shutdown.await;
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        () = controllers => {}
-        () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "controllers did not stop in time; abandoning the reconciles in flight"),
+        out = controllers => Some(out),
+        () = deadline => {
+            tracing::warn!(grace_secs = grace.as_secs(), "controllers did not stop in time; abandoning the reconciles in flight");
+            None
+        }
     }
 }

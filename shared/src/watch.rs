@@ -44,8 +44,8 @@ where
     }
 
     /// Starts watching, through `api` (one namespace or all), every object of this type that
-    /// carries the handler's managed-by label; returns the cache.
-    pub fn spawn(self, api: Api<K>) -> Store<K> {
+    /// carries the handler's managed-by label, until `stop` resolves; returns the cache.
+    pub fn spawn(self, api: Api<K>, stop: crate::process::Stop) -> Store<K> {
         let config =
             watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={}", self.manager));
         let kind = K::kind(&()).to_string();
@@ -58,7 +58,12 @@ where
                 }
                 std::future::ready(())
             });
-        tokio::spawn(stream);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stream => {}
+                () = stop => {}
+            }
+        });
         self.store
     }
 }

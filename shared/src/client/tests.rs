@@ -35,7 +35,7 @@ fn fake_client(status: StatusCode) -> (Client, Arc<Mutex<Vec<Option<String>>>>) 
         async move { Ok::<_, Infallible>(response) }
     });
     let layer = ApiLayer {
-        metrics: Arc::new(Metrics::default()),
+        metrics: Arc::new(Metrics::new("test")),
         server_address: "10.0.0.1".into(),
     };
     (kube::Client::new(layer.layer(service), "default"), seen)

@@ -174,6 +174,16 @@ where
     result
 }
 
+/// The trace id of the current span when it is sampled (what an exemplar or a log can point
+/// at), `None` when tracing is off or the span is not recorded.
+pub fn current_trace_id() -> Option<String> {
+    let context = Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    (span_context.is_valid() && span_context.is_sampled())
+        .then(|| span_context.trace_id().to_string())
+}
+
 /// Adds a span event (not a log line) to the current span: for steps that do no I/O, such as
 /// building the desired objects.
 pub fn event(name: &'static str, attributes: Vec<opentelemetry::KeyValue>) {
