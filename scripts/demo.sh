@@ -23,8 +23,9 @@ source "$WORK/env"
 K() { "$MULTIGRES_E2E_BIN/kubectl" "$@"; }
 
 say "installing the CRDs"
-K apply --server-side -f manifests/crds/ >/dev/null
-K wait --for condition=Established --timeout=60s -f manifests/crds/ >/dev/null
+K apply --server-side -k manifests/crds >/dev/null
+K wait --for condition=Established --timeout=60s crd/multigresclusters.multigres.com crd/cells.multigres.com \
+  crd/etcds.multigres.com crd/multigateways.multigres.com crd/multiorchs.multigres.com crd/multipoolers.multigres.com >/dev/null
 
 say "starting both handlers (cluster-handler exports over OTLP/gRPC, resource-handler over OTLP/HTTP)"
 mkdir -p "$WORK/logs"

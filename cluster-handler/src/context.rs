@@ -4,20 +4,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
-use kube::runtime::reflector::Store;
 use shared::crd::{Cell, Etcd, MultiGateway, MultiOrch, MultiPooler};
 use shared::metrics::Metrics;
 use shared::retry::Backoffs;
+use shared::watch::Cache;
 
 /// Everything a reconcile needs besides the object: the client and the caches of the children
 /// this handler writes.
 pub struct Context {
     pub client: Client,
-    pub etcds: Store<Etcd>,
-    pub cells: Store<Cell>,
-    pub gateways: Store<MultiGateway>,
-    pub orchs: Store<MultiOrch>,
-    pub poolers: Store<MultiPooler>,
+    pub etcds: Cache<Etcd>,
+    pub cells: Cache<Cell>,
+    pub gateways: Cache<MultiGateway>,
+    pub orchs: Cache<MultiOrch>,
+    pub poolers: Cache<MultiPooler>,
     pub backoffs: Backoffs,
     pub metrics: Arc<Metrics>,
     /// How often a healthy object is reconciled again even without events.

@@ -14,6 +14,8 @@ pub struct TestEnv {
     pub otlp_grpc_endpoint: String,
     /// OTLP/HTTP receiver, e.g. `http://127.0.0.1:4318`.
     pub otlp_http_endpoint: String,
+    /// Where the control-plane binaries (and `kubectl`) are, when `cluster-up` built them.
+    pub bin_dir: Option<PathBuf>,
 }
 
 /// The repository root (the directory above `e2e/`).
@@ -56,7 +58,23 @@ impl TestEnv {
                 .unwrap_or_else(|| "http://127.0.0.1:4317".into()),
             otlp_http_endpoint: get("OTLP_HTTP_ENDPOINT")
                 .unwrap_or_else(|| "http://127.0.0.1:4318".into()),
+            bin_dir: get("MULTIGRES_E2E_BIN").map(PathBuf::from),
         }
+    }
+}
+
+impl TestEnv {
+    /// `kubectl` with the admin kubeconfig: the one `cluster-up` built, else the one on PATH.
+    pub fn kubectl(&self) -> std::process::Command {
+        let program = self
+            .bin_dir
+            .as_ref()
+            .map(|d| d.join("kubectl"))
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("kubectl"));
+        let mut cmd = std::process::Command::new(program);
+        cmd.env("KUBECONFIG", &self.kubeconfig);
+        cmd
     }
 }
 

@@ -5,7 +5,9 @@
 //! `e2e/.work/env`. To run against another cluster, set `KUBECONFIG` (and `TEMPO_URL` for the
 //! tracing tests) and `E2E_USE_EXISTING=1`.
 
+pub mod cluster;
 pub mod env;
+pub mod identity;
 pub mod k8s;
 pub mod process;
 pub mod tempo;

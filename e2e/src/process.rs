@@ -121,14 +121,27 @@ impl Handler {
         }
     }
 
-    /// Kubernetes API writes (create, update, patch, delete) the process has sent so far.
+    /// Kubernetes API writes (create, update, patch, delete) the process has sent so far to
+    /// the objects it manages (Lease renewals of leader election are not counted).
     pub async fn api_writes(&self) -> u64 {
         let text = self.metrics().await;
         metric_sum(&text, "multigres_api_requests_total", |labels| {
-            ["create", "update", "patch", "delete", "deletecollection"]
-                .iter()
-                .any(|v| labels.contains(&format!("verb=\"{v}\"")))
+            !labels.contains(r#"resource="leases""#)
+                && ["create", "update", "patch", "delete", "deletecollection"]
+                    .iter()
+                    .any(|v| labels.contains(&format!("verb=\"{v}\"")))
         })
+    }
+
+    /// Whether the process reports itself as the active replica (`multigres_leader` 1).
+    pub async fn is_leader(&self) -> bool {
+        metric_sum(&self.metrics().await, "multigres_leader", |_| true) == 1
+    }
+
+    /// SIGKILL: the process dies without releasing anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Reconciles the process has run so far (all controllers).

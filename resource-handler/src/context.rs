@@ -7,16 +7,16 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Service;
 use kube::Client;
-use kube::runtime::reflector::Store;
 use shared::metrics::Metrics;
 use shared::retry::Backoffs;
+use shared::watch::Cache;
 
 /// Everything a reconcile needs besides the object.
 pub struct Context {
     pub client: Client,
-    pub statefulsets: Store<StatefulSet>,
-    pub deployments: Store<Deployment>,
-    pub services: Store<Service>,
+    pub statefulsets: Cache<StatefulSet>,
+    pub deployments: Cache<Deployment>,
+    pub services: Cache<Service>,
     pub backoffs: Backoffs,
     /// How often a healthy object is reconciled again even without events.
     pub resync: Duration,

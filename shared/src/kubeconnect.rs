@@ -32,7 +32,7 @@ pub enum ConnectError {
     Timeout { url: String, timeout: Duration },
 
     #[error(
-        "the custom resource {crd} is not installed; install the CRDs first: kubectl apply -f manifests/crds/"
+        "the custom resource {crd} is not installed; install the CRDs first: kubectl apply --server-side -k manifests/crds"
     )]
     MissingCrd { crd: String },
 

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -79,7 +81,7 @@ pub struct Election {
 impl Election {
     /// Creates the Lease if missing and starts competing for it.
     pub async fn start(client: kube::Client, who: LeaseIdentity) -> anyhow::Result<Election> {
-        let manager = LeaseManagerBuilder::new(client, &who.lease)
+        let manager = LeaseManagerBuilder::new(client.clone(), &who.lease)
             .with_namespace(&who.namespace)
             .with_identity(&who.identity)
             .with_duration(who.duration.as_secs())
@@ -97,7 +99,14 @@ impl Election {
         // Step down when renewals have failed for this long: by then another replica may
         // legitimately have taken the lease.
         let step_down_after = who.duration - who.grace;
-        let task = tokio::spawn(keep_competing(manager.clone(), tx, step_down_after));
+        let leases = Api::namespaced(client, &who.namespace);
+        let task = tokio::spawn(keep_competing(
+            manager.clone(),
+            leases,
+            who.lease.clone(),
+            tx,
+            step_down_after,
+        ));
         Ok(Election {
             who,
             manager,
@@ -152,6 +161,8 @@ impl Election {
 /// Acquires and renews the lease for as long as the process runs, publishing leadership.
 async fn keep_competing(
     manager: Arc<LeaseManager>,
+    leases: Api<Lease>,
+    lease: String,
     leading: watch::Sender<bool>,
     step_down_after: Duration,
 ) {
@@ -169,7 +180,22 @@ async fn keep_competing(
                 }
             }
         }
-        match manager.changed().await {
+        // A standby sleeps until the holder's lease would expire; a released lease ends
+        // that wait early, so a rolling update hands over at once.
+        let changed = if *leading.borrow() {
+            manager.changed().await
+        } else {
+            tokio::select! {
+                changed = manager.changed() => changed,
+                () = released(&leases, &lease) => {
+                    // The lease manager caches the holder until its expiry; `release` (a no-op
+                    // for a lease another replica holds) makes it read the Lease again.
+                    let _ = manager.release().await;
+                    continue;
+                }
+            }
+        };
+        match changed {
             Ok(now) => {
                 failing_since = None;
                 if now {
@@ -193,6 +219,20 @@ async fn keep_competing(
                     must_release = true;
                 }
                 tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
+
+/// Resolves once the lease has no holder (its holder released it). Polls: a standby costs
+/// one small GET per second.
+async fn released(leases: &Api<Lease>, lease: &str) {
+    loop {
+        tokio::time::sleep(RETRY).await;
+        if let Ok(current) = leases.get(lease).await {
+            let holder = current.spec.and_then(|spec| spec.holder_identity);
+            if holder.is_none_or(|h| h.is_empty()) {
+                return;
             }
         }
     }

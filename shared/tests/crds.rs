@@ -18,6 +18,13 @@ fn checked_in_crds_match_the_types() {
         }
         expected.insert(file);
     }
+    let kustomization = shared::crd::crd_kustomization(&shared::crd::all_crds());
+    match std::fs::read_to_string(dir.join(shared::crd::CRD_KUSTOMIZATION_FILE)) {
+        Ok(have) if have == kustomization => {}
+        Ok(_) => drifted.push("kustomization.yaml differs".to_string()),
+        Err(err) => drifted.push(format!("kustomization.yaml: {err}")),
+    }
+    expected.insert(shared::crd::CRD_KUSTOMIZATION_FILE.to_string());
     let present: BTreeSet<String> = std::fs::read_dir(&dir)
         .expect("manifests/crds exists")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())

@@ -1,5 +1,5 @@
 //! Writes the CRDs of every multigres kind to `manifests/crds/` (or the directory given as the
-//! first argument), one file per CRD.
+//! first argument), one file per CRD, and the kustomization listing them.
 
 use std::path::PathBuf;
 
@@ -11,7 +11,11 @@ fn main() -> anyhow::Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("manifests/crds"));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    for crd in shared::crd::all_crds() {
+    let crds = shared::crd::all_crds();
+    let kustomization = dir.join(shared::crd::CRD_KUSTOMIZATION_FILE);
+    std::fs::write(&kustomization, shared::crd::crd_kustomization(&crds))
+        .with_context(|| format!("writing {}", kustomization.display()))?;
+    for crd in crds {
         let path = dir.join(shared::crd::crd_file_name(&crd));
         let yaml = shared::crd::crd_yaml(&crd)?;
         std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
