@@ -205,7 +205,7 @@ async fn one_trace_spans_both_handlers_and_the_api_server() {
     install_crds(&client).await;
     with_namespace(&client, "trace", |client, ns| async move {
         let env = TestEnv::load();
-        let (_cluster_handler, _resource_handler) = traced_handlers(&ns.name, &env).await;
+        let (_cluster_handler, resource_handler) = traced_handlers(&ns.name, &env).await;
         let api: Api<MultigresCluster> = Api::namespaced(client.clone(), &ns.name);
         let sample = load(&samples_dir().join("multi-cell-cluster.yaml")).expect("sample");
         let cluster: MultigresCluster = serde_json::from_value(sample.object).expect("cluster");
@@ -222,6 +222,19 @@ async fn one_trace_spans_both_handlers_and_the_api_server() {
             spans.iter().filter(|s| s.service == RH).count(),
             spans.iter().filter(|s| s.service == "apiserver").count()
         );
+
+        // /metrics: the reconcile duration buckets carry exemplars whose trace ids open in Tempo.
+        let metrics = resource_handler.metrics().await;
+        let exemplars: Vec<String> = metrics
+            .lines()
+            .filter(|l| l.starts_with("multigres_reconcile_duration_seconds_bucket"))
+            .filter_map(|l| l.split_once("# {trace_id=\"")?.1.split_once('"').map(|(id, _)| id.to_string()))
+            .collect();
+        let exemplar = exemplars.first().unwrap_or_else(|| panic!("no trace_id exemplar in:\n{metrics}"));
+        wait_for_trace(&tempo, exemplar, "the trace of a reconcile duration exemplar", |s| {
+            if s.iter().any(|span| span.service == RH && span.name.starts_with("reconcile ")) { Ok(()) } else { Err("no resource-handler reconcile span".into()) }
+        })
+        .await;
 
         // The fan-out is parallel: the cluster's sibling apply spans overlap in time.
         let root = spans.iter().find(|s| s.is_root()).expect("root");
