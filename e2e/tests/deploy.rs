@@ -470,3 +470,38 @@ async fn a_standby_takes_over_when_the_leader_is_killed_mid_lifecycle() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_observability_samples_install_and_run() {
+    let env = TestEnv::load();
+    let admin = admin(&env).await;
+    let root = e2e::env::repo_root().join("manifests/observability");
+    for dir in [root.clone(), root.join("jaeger")] {
+        let out = env
+            .kubectl()
+            .args(["apply", "-k"])
+            .arg(&dir)
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "kubectl apply -k {} failed:\n{}\n{}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), "multigres-observability");
+    for name in ["tempo", "otel-collector", "prometheus", "grafana", "jaeger"] {
+        wait_until(
+            &format!("Deployment {name} to have a ready pod"),
+            TIMEOUT,
+            || async {
+                let d = deployments.get(name).await.map_err(|e| e.to_string())?;
+                let ready = d.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+                (ready >= 1).then_some(()).ok_or(format!("{ready} ready"))
+            },
+        )
+        .await;
+    }
+}
