@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 
-.PHONY: help build test unit lint fmt manifests e2e demo demo-down bench cluster-up cluster-down cluster-smoke deps
+.PHONY: help build test audit unit lint fmt manifests e2e demo demo-down bench cluster-up cluster-down cluster-smoke deps
 
 help: ## List the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -26,11 +26,14 @@ lint: ## Check formatting and clippy (warnings are errors)
 manifests: ## Regenerate manifests/crds from the Rust types
 	$(CARGO) run -q -p multigres-shared --bin crdgen -- manifests/crds
 
+audit: ## Dependency policy with cargo-deny (licenses, bans, sources, advisories when reachable)
+	./scripts/audit.sh
+
 unit: ## Unit and process tests (no cluster needed)
 	$(CARGO) test --workspace --locked --exclude e2e
 	$(CARGO) test --locked -p e2e --lib
 
-test: deps lint unit e2e ## Everything CI runs: lint, unit tests, end-to-end tests
+test: deps lint audit unit e2e ## Everything CI runs: lint, dependency audit, unit tests, end-to-end tests
 
 e2e: ## End-to-end tests: local control plane up, both handlers as processes, down again
 	./scripts/run-e2e.sh

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod env;
 pub mod identity;
 pub mod k8s;
+pub mod outage;
 pub mod process;
 pub mod tempo;
 pub mod wait;

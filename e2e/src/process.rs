@@ -138,6 +138,15 @@ impl Handler {
         metric_sum(&self.metrics().await, "multigres_leader", |_| true) == 1
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// SIGKILL: the process dies without releasing anything.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -209,6 +218,49 @@ pub fn metric_sum(text: &str, name: &str, filter: impl Fn(&str) -> bool) -> u64 
         .filter_map(|(_, value)| value.parse::<f64>().ok())
         .map(|v| v as u64)
         .sum()
+}
+
+/// Starts `bin` (watching only `ns` when given) with `args` and extra `env`, and waits until it
+/// is ready.
+pub async fn start_handler(
+    bin: &str,
+    ns: Option<&str>,
+    args: &[&str],
+    env: Vec<(String, String)>,
+) -> Handler {
+    let test_env = TestEnv::load();
+    let mut handler = Handler::start(
+        bin,
+        &test_env,
+        HandlerOptions {
+            namespace: ns.map(str::to_string),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env,
+        },
+    );
+    handler.wait_ready(Duration::from_secs(60)).await;
+    handler
+}
+
+/// The environment that makes a handler export spans over OTLP/gRPC to `endpoint`, in batches
+/// sent every 500 ms (so tests see spans quickly).
+pub fn otlp_env(endpoint: &str) -> Vec<(String, String)> {
+    vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint.to_string()),
+        ("OTEL_BSP_SCHEDULE_DELAY".into(), "500".into()),
+    ]
+}
+
+/// The resident set size of the process, in KiB (from /proc).
+pub fn rss_kib(handler: &Handler) -> u64 {
+    std::fs::read_to_string(format!("/proc/{}/status", handler.pid()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Starts `bin` watching only namespace `ns` with a short resync, and waits until it is ready.
