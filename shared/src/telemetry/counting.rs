@@ -18,12 +18,19 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 
 /// Counters shared by one processor and its exporter.
+/// The least time between two warnings about failing exports.
+pub(crate) const WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     in_flight: AtomicUsize,
     pub(crate) exported: AtomicU64,
     pub(crate) dropped: AtomicU64,
     shut_down: AtomicBool,
+    /// When the last export-failure warning was logged (Unix seconds; 0: exports are working).
+    last_warning: AtomicU64,
+    /// Spans lost to failed exports since that warning.
+    dropped_since_warning: AtomicU64,
 }
 
 impl Counters {
@@ -33,6 +40,42 @@ impl Counters {
             exported: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             shut_down: AtomicBool::new(false),
+            last_warning: AtomicU64::new(0),
+            dropped_since_warning: AtomicU64::new(0),
+        }
+    }
+
+    /// A failed export: one warning now, then at most one per [`WARNING_INTERVAL`] with the
+    /// number of spans lost meanwhile (a collector that is down must not flood the logs).
+    fn export_failed(&self, spans: u64, error: &dyn std::fmt::Display, now_secs: u64) -> bool {
+        self.dropped_since_warning
+            .fetch_add(spans, Ordering::Relaxed);
+        let last = self.last_warning.load(Ordering::Acquire);
+        if last != 0 && now_secs < last + WARNING_INTERVAL.as_secs() {
+            return false;
+        }
+        if self
+            .last_warning
+            .compare_exchange(last, now_secs.max(1), Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        let dropped = self.dropped_since_warning.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            error = %error,
+            dropped_spans = dropped,
+            "span export is failing; spans are dropped and counted in multigres_spans_dropped_total (next warning in {}s at most)",
+            WARNING_INTERVAL.as_secs()
+        );
+        true
+    }
+
+    /// A successful export: say once that exports work again.
+    fn export_succeeded(&self) {
+        if self.last_warning.swap(0, Ordering::AcqRel) != 0 {
+            self.dropped_since_warning.store(0, Ordering::Relaxed);
+            tracing::info!("span export is working again");
         }
     }
 
@@ -99,9 +142,16 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
         let n = batch.len();
         let result = self.inner.export(batch).await;
         // A failed batch (collector down after the exporter's retries) is lost: a drop.
-        let counter = match result {
-            Ok(()) => &self.counters.exported,
-            Err(_) => &self.counters.dropped,
+        let counter = match &result {
+            Ok(()) => {
+                self.counters.export_succeeded();
+                &self.counters.exported
+            }
+            Err(err) => {
+                let now = super::spans::now_unix_secs();
+                self.counters.export_failed(n as u64, err, now);
+                &self.counters.dropped
+            }
         };
         counter.fetch_add(n as u64, Ordering::Relaxed);
         self.counters.in_flight.fetch_sub(n, Ordering::AcqRel);
@@ -118,5 +168,37 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
 
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
+    }
+}
+
+#[cfg(test)]
+mod warning_tests {
+    use super::*;
+
+    #[test]
+    fn export_failures_warn_once_per_interval_with_the_count_lost_meanwhile() {
+        let c = Counters::new();
+        let t0 = 1_800_000_000;
+        assert!(
+            c.export_failed(10, &"refused", t0),
+            "the first failure warns"
+        );
+        for i in 1..100 {
+            assert!(
+                !c.export_failed(10, &"refused", t0 + i % 59),
+                "failure {i} within the interval"
+            );
+        }
+        assert_eq!(c.dropped_since_warning.load(Ordering::Relaxed), 990);
+        assert!(
+            c.export_failed(10, &"refused", t0 + 60),
+            "warns again after the interval"
+        );
+        assert_eq!(c.dropped_since_warning.load(Ordering::Relaxed), 0);
+        c.export_succeeded();
+        assert!(
+            c.export_failed(1, &"refused", t0 + 61),
+            "a new outage warns at once"
+        );
     }
 }

@@ -16,7 +16,7 @@ use opentelemetry_sdk::trace::{
     TracerProviderBuilder,
 };
 use tracing::{Level, Metadata};
-use tracing_subscriber::filter::{LevelFilter, filter_fn};
+use tracing_subscriber::filter::{FilterExt, LevelFilter, filter_fn};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -268,7 +268,7 @@ where
                 json: true,
             })
             .with_writer(writer)
-            .with_filter(log_filter)
+            .with_filter(log_filter.and(filter_fn(not_sdk_export_errors)))
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .event_format(Correlated {
@@ -277,7 +277,7 @@ where
             })
             .with_ansi(ansi)
             .with_writer(writer)
-            .with_filter(log_filter)
+            .with_filter(log_filter.and(filter_fn(not_sdk_export_errors)))
             .boxed(),
     };
     let otel = tracing_opentelemetry::layer()
@@ -285,6 +285,12 @@ where
         .with_filter(filter_fn(otel_enabled).with_max_level_hint(LevelFilter::DEBUG))
         .boxed();
     vec![otel, fmt]
+}
+
+/// The SDK logs an error for every batch it fails to export (one line every second or so while a
+/// collector is down); the counting exporter reports the same failures rate-limited instead.
+fn not_sdk_export_errors(meta: &Metadata<'_>) -> bool {
+    !(meta.target().starts_with("opentelemetry") && meta.name().ends_with("ExportError"))
 }
 
 /// What the OpenTelemetry layer sees. Out: kube-runtime's `reconciling object` span (it would
