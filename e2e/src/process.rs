@@ -14,7 +14,9 @@ pub fn binary_path(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"));
-    let path = target.join("debug").join(name);
+    // `MULTIGRES_E2E_PROFILE=release` runs optimised builds (the benchmarks do).
+    let profile = std::env::var("MULTIGRES_E2E_PROFILE").unwrap_or_else(|_| "debug".into());
+    let path = target.join(profile).join(name);
     assert!(
         path.exists(),
         "{} is missing: run `cargo build -p cluster-handler -p resource-handler` (make e2e does)",
@@ -253,14 +255,39 @@ pub fn otlp_env(endpoint: &str) -> Vec<(String, String)> {
 
 /// The resident set size of the process, in KiB (from /proc).
 pub fn rss_kib(handler: &Handler) -> u64 {
-    std::fs::read_to_string(format!("/proc/{}/status", handler.pid()))
+    proc_status_kib(handler.pid(), "VmRSS:")
+}
+
+/// The peak resident set size of the process so far, in KiB.
+pub fn peak_rss_kib(handler: &Handler) -> u64 {
+    proc_status_kib(handler.pid(), "VmHWM:")
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// CPU time (user + system) the process has used, in seconds (from /proc/<pid>/stat).
+pub fn cpu_seconds(handler: &Handler) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", handler.pid())).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    ticks as f64 / 100.0
 }
 
 /// Starts `bin` watching only namespace `ns` with a short resync, and waits until it is ready.

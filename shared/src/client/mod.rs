@@ -40,6 +40,17 @@ pub struct ApiLayer {
     server_address: Arc<str>,
 }
 
+impl ApiLayer {
+    /// The layer [`build`] puts around kube's stack (public for benchmarks and tests that wrap
+    /// their own fake API server).
+    pub fn new(metrics: Arc<Metrics>, server_address: &str) -> Self {
+        ApiLayer {
+            metrics,
+            server_address: server_address.into(),
+        }
+    }
+}
+
 impl<S> Layer<S> for ApiLayer {
     type Service = ApiService<S>;
     fn layer(&self, inner: S) -> Self::Service {

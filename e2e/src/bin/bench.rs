@@ -1,0 +1,572 @@
+//! `make bench`: tracing overhead and convergence at scale, against the local control plane.
+//!
+//! Overhead: the same workload (N MultigresClusters created, converged, scaled, converged,
+//! deleted) with both handlers in three modes (tracing off, 100% sampling exported to Tempo,
+//! 1% sampling), interleaved (off, on, 1%, off, on, 1%, ...) `--repeats` times; per handler CPU
+//! time, peak and steady RSS, reconciles and CPU per reconcile, reported as median and spread.
+//!
+//! Convergence: `--scale-clusters` clusters applied at once; time to all Healthy, API requests
+//! per cluster by verb, writes during steady-state resyncs, peak RSS; then the floor: the very
+//! objects the operator made, written by a plain client loop with the same concurrency into a
+//! fresh namespace with no handler running, timed until their workloads are ready.
+//!
+//! Prints a Markdown report and writes it to `bench/results/<date>.md`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use e2e::cluster::sample;
+use e2e::process::{
+    Handler, cpu_seconds, metric_sum, otlp_env, peak_rss_kib, rss_kib, start_handler,
+};
+use e2e::{TestEnv, install_crds, wait_until};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{DynamicObject, GroupVersionKind};
+use kube::discovery::ApiResource;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use shared::crd::{MultigresCluster, Phase};
+
+const CONCURRENCY: usize = 16;
+const CONVERGE: Duration = Duration::from_secs(3600);
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Off,
+    Full,
+    OnePercent,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Full => "100%",
+            Mode::OnePercent => "1%",
+        }
+    }
+    fn env(self, env: &TestEnv) -> Vec<(String, String)> {
+        let mut vars = match self {
+            Mode::Off => vec![],
+            _ => otlp_env(&env.otlp_grpc_endpoint),
+        };
+        if self == Mode::OnePercent {
+            vars.push((
+                "OTEL_TRACES_SAMPLER".into(),
+                "parentbased_traceidratio".into(),
+            ));
+            vars.push(("OTEL_TRACES_SAMPLER_ARG".into(), "0.01".into()));
+        }
+        vars
+    }
+}
+
+/// What one handler used during one run.
+#[derive(Clone, Debug, Default)]
+struct Usage {
+    cpu_s: f64,
+    peak_rss_mib: f64,
+    steady_rss_mib: f64,
+    reconciles: u64,
+}
+
+impl Usage {
+    fn cpu_ms_per_reconcile(&self) -> f64 {
+        self.cpu_s * 1000.0 / self.reconciles.max(1) as f64
+    }
+}
+
+struct Args {
+    clusters: usize,
+    repeats: usize,
+    scale_clusters: usize,
+    skip_overhead: bool,
+    skip_scale: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        clusters: 100,
+        repeats: 3,
+        scale_clusters: 1000,
+        skip_overhead: false,
+        skip_scale: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut number = |name: &str| -> usize {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} needs a number"))
+        };
+        match flag.as_str() {
+            "--clusters" => a.clusters = number("--clusters"),
+            "--repeats" => a.repeats = number("--repeats"),
+            "--scale-clusters" => a.scale_clusters = number("--scale-clusters"),
+            "--skip-overhead" => a.skip_overhead = true,
+            "--skip-scale" => a.skip_scale = true,
+            other => panic!(
+                "unknown flag {other}; flags: --clusters N --repeats R --scale-clusters N --skip-overhead --skip-scale"
+            ),
+        }
+    }
+    a
+}
+
+async fn fresh_namespace(client: &Client, prefix: &str) -> String {
+    let name = format!(
+        "bench-{prefix}-{}",
+        std::process::id() as u64 * 1000 + rand_suffix()
+    );
+    let ns: Namespace = serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": {"multigres.com/bench": "true"}}}),
+    )
+    .expect("ns");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    name
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_micros() as u64 % 1000)
+        .unwrap_or(0)
+}
+
+async fn delete_namespace(client: &Client, ns: &str) {
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(ns, &DeleteParams::default())
+        .await;
+}
+
+/// Creates `n` minimal clusters, `CONCURRENCY` at a time.
+async fn create_clusters(client: &Client, ns: &str, n: usize) -> Vec<String> {
+    let api: Api<MultigresCluster> = Api::namespaced(client.clone(), ns);
+    let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+    futures::stream::iter(names.clone())
+        .for_each_concurrent(CONCURRENCY, |name| {
+            let api = api.clone();
+            async move {
+                let mut cluster = sample("minimal-cluster.yaml");
+                cluster.metadata.name = Some(name);
+                api.create(&PostParams::default(), &cluster)
+                    .await
+                    .expect("cluster created");
+            }
+        })
+        .await;
+    names
+}
+
+/// Waits until every cluster in `ns` is Healthy for its current generation.
+async fn wait_all_healthy(client: &Client, ns: &str, n: usize) {
+    let api: Api<MultigresCluster> = Api::namespaced(client.clone(), ns);
+    wait_until(
+        &format!("{n} clusters Healthy in {ns}"),
+        CONVERGE,
+        || async {
+            let list = api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let healthy = list
+                .items
+                .iter()
+                .filter(|c| {
+                    let s = c.status.clone().unwrap_or_default();
+                    s.phase == Some(Phase::Healthy)
+                        && s.core.observed_generation == c.metadata.generation
+                })
+                .count();
+            (healthy == n)
+                .then_some(())
+                .ok_or(format!("{healthy}/{n} Healthy"))
+        },
+    )
+    .await;
+}
+
+async fn writes(h: &Handler) -> u64 {
+    h.api_writes().await
+}
+
+/// One overhead run: both handlers in `mode`, the whole lifecycle of `n` clusters.
+async fn overhead_run(env: &TestEnv, client: &Client, mode: Mode, n: usize) -> (Usage, Usage, f64) {
+    let ns = fresh_namespace(client, mode.name().trim_end_matches('%')).await;
+    let args = ["--resync", "5m", "--log-format", "json"];
+    let ch = start_handler("cluster-handler", Some(&ns), &args, mode.env(env)).await;
+    let rh = start_handler("resource-handler", Some(&ns), &args, mode.env(env)).await;
+    let started = Instant::now();
+    let names = create_clusters(client, &ns, n).await;
+    wait_all_healthy(client, &ns, n).await;
+    let steady = (rss_kib(&ch) as f64 / 1024.0, rss_kib(&rh) as f64 / 1024.0);
+    let api: Api<MultigresCluster> = Api::namespaced(client.clone(), &ns);
+    futures::stream::iter(names.clone())
+        .for_each_concurrent(CONCURRENCY, |name| {
+            let api = api.clone();
+            async move {
+                api.patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"gateway": {"replicas": 3}}})),
+                )
+                .await
+                .expect("scaled");
+            }
+        })
+        .await;
+    wait_all_healthy(client, &ns, n).await;
+    futures::stream::iter(names)
+        .for_each_concurrent(CONCURRENCY, |name| {
+            let api = api.clone();
+            async move {
+                api.delete(&name, &DeleteParams::foreground())
+                    .await
+                    .expect("deleted");
+            }
+        })
+        .await;
+    wait_until("every cluster gone", CONVERGE, || async {
+        let left = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .len();
+        (left == 0).then_some(()).ok_or(format!("{left} left"))
+    })
+    .await;
+    let wall = started.elapsed().as_secs_f64();
+    let result = (usage(&ch, steady.0).await, usage(&rh, steady.1).await, wall);
+    drop((ch, rh));
+    delete_namespace(client, &ns).await;
+    result
+}
+
+async fn usage(h: &Handler, steady_rss_mib: f64) -> Usage {
+    Usage {
+        cpu_s: cpu_seconds(h),
+        peak_rss_mib: peak_rss_kib(h) as f64 / 1024.0,
+        steady_rss_mib,
+        reconciles: h.reconciles().await,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return 0.0;
+    }
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+fn spread(v: &[f64]) -> String {
+    let min = v.iter().cloned().fold(f64::INFINITY, f64::min);
+    let max = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    format!("{min:.2}–{max:.2}")
+}
+
+async fn overhead(env: &TestEnv, client: &Client, n: usize, repeats: usize, out: &mut String) {
+    let modes = [Mode::Off, Mode::Full, Mode::OnePercent];
+    let mut runs: BTreeMap<(usize, &str), Vec<Usage>> = BTreeMap::new();
+    for r in 0..repeats {
+        for mode in modes {
+            eprintln!(
+                "[bench] overhead: repeat {}/{repeats}, tracing {}",
+                r + 1,
+                mode.name()
+            );
+            let (ch, rh, wall) = overhead_run(env, client, mode, n).await;
+            eprintln!(
+                "[bench]   {wall:.0}s; cluster-handler {:.2}s CPU / {} reconciles, resource-handler {:.2}s CPU / {} reconciles",
+                ch.cpu_s, ch.reconciles, rh.cpu_s, rh.reconciles
+            );
+            runs.entry((0, mode.name())).or_default().push(ch);
+            runs.entry((1, mode.name())).or_default().push(rh);
+        }
+    }
+    out.push_str(&format!(
+        "## Tracing overhead\n\n{n} clusters created, converged, scaled, converged and deleted per run; modes interleaved, {repeats} runs each; median (min–max).\n\n\
+         | handler | tracing | CPU s | CPU ms / reconcile | reconciles | peak RSS MiB | steady RSS MiB |\n|---|---|---|---|---|---|---|\n"
+    ));
+    let handlers = ["cluster-handler", "resource-handler"];
+    let mut ratios = String::new();
+    for (i, handler) in handlers.iter().enumerate() {
+        let base = &runs[&(i, "off")];
+        let base_cpu = median(base.iter().map(Usage::cpu_ms_per_reconcile).collect());
+        let base_peak = median(base.iter().map(|u| u.peak_rss_mib).collect());
+        let base_steady = median(base.iter().map(|u| u.steady_rss_mib).collect());
+        for mode in modes {
+            let us = &runs[&(i, mode.name())];
+            let col = |f: fn(&Usage) -> f64| {
+                let v: Vec<f64> = us.iter().map(f).collect();
+                format!("{:.2} ({})", median(v.clone()), spread(&v))
+            };
+            out.push_str(&format!(
+                "| {handler} | {} | {} | {} | {} | {} | {} |\n",
+                mode.name(),
+                col(|u| u.cpu_s),
+                col(Usage::cpu_ms_per_reconcile),
+                col(|u| u.reconciles as f64),
+                col(|u| u.peak_rss_mib),
+                col(|u| u.steady_rss_mib),
+            ));
+            if mode != Mode::Off {
+                let cpu = median(us.iter().map(Usage::cpu_ms_per_reconcile).collect());
+                let peak = median(us.iter().map(|u| u.peak_rss_mib).collect());
+                let steady = median(us.iter().map(|u| u.steady_rss_mib).collect());
+                ratios.push_str(&format!(
+                    "| {handler} | {} | {:+.1}% | {:+.1} MiB | {:+.1} MiB |\n",
+                    mode.name(),
+                    (cpu / base_cpu - 1.0) * 100.0,
+                    peak - base_peak,
+                    steady - base_steady
+                ));
+            }
+        }
+    }
+    out.push_str("\nAgainst tracing off (targets: CPU < 5% (seed), < 2% (goal); < 5 MiB extra RSS):\n\n| handler | tracing | CPU per reconcile | peak RSS | steady RSS |\n|---|---|---|---|---|\n");
+    out.push_str(&ratios);
+    out.push('\n');
+}
+
+/// Every object the operator made in `ns`, stripped to what a client would write.
+async fn made_objects(client: &Client, ns: &str) -> Vec<(ApiResource, DynamicObject)> {
+    let kinds: Vec<(GroupVersionKind, &str)> = vec![
+        (
+            GroupVersionKind::gvk("multigres.com", "v1alpha1", "Etcd"),
+            "etcds",
+        ),
+        (
+            GroupVersionKind::gvk("multigres.com", "v1alpha1", "Cell"),
+            "cells",
+        ),
+        (
+            GroupVersionKind::gvk("multigres.com", "v1alpha1", "MultiGateway"),
+            "multigateways",
+        ),
+        (
+            GroupVersionKind::gvk("multigres.com", "v1alpha1", "MultiOrch"),
+            "multiorchs",
+        ),
+        (
+            GroupVersionKind::gvk("multigres.com", "v1alpha1", "MultiPooler"),
+            "multipoolers",
+        ),
+        (
+            GroupVersionKind::gvk("apps", "v1", "StatefulSet"),
+            "statefulsets",
+        ),
+        (
+            GroupVersionKind::gvk("apps", "v1", "Deployment"),
+            "deployments",
+        ),
+        (GroupVersionKind::gvk("", "v1", "Service"), "services"),
+    ];
+    let mut out = Vec::new();
+    for (gvk, plural) in kinds {
+        let ar = ApiResource::from_gvk_with_plural(&gvk, plural);
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+        for mut obj in api.list(&ListParams::default()).await.expect("list").items {
+            let name = obj.name_any();
+            obj.metadata = kube::api::ObjectMeta {
+                name: Some(name),
+                labels: obj.metadata.labels.take(),
+                annotations: obj.metadata.annotations.take(),
+                ..Default::default()
+            };
+            if let Some(data) = obj.data.as_object_mut() {
+                data.remove("status");
+                if plural == "services"
+                    && let Some(spec) = data.get_mut("spec").and_then(|s| s.as_object_mut())
+                {
+                    for field in ["clusterIP", "clusterIPs"] {
+                        spec.remove(field);
+                    }
+                }
+            }
+            out.push((ar.clone(), obj));
+        }
+    }
+    out
+}
+
+async fn workloads_ready(client: &Client, ns: &str, sts: usize, deploys: usize) {
+    wait_until(
+        &format!("{sts} StatefulSets and {deploys} Deployments ready in {ns}"),
+        CONVERGE,
+        || async {
+            let s = Api::<StatefulSet>::namespaced(client.clone(), ns)
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let d = Api::<Deployment>::namespaced(client.clone(), ns)
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let ready_s = s
+                .items
+                .iter()
+                .filter(|x| {
+                    x.status.as_ref().and_then(|st| st.ready_replicas)
+                        == x.spec.as_ref().and_then(|sp| sp.replicas)
+                })
+                .count();
+            let ready_d = d
+                .items
+                .iter()
+                .filter(|x| {
+                    x.status.as_ref().and_then(|st| st.ready_replicas)
+                        == x.spec.as_ref().and_then(|sp| sp.replicas)
+                })
+                .count();
+            (ready_s == sts && ready_d == deploys)
+                .then_some(())
+                .ok_or(format!(
+                    "{ready_s}/{sts} StatefulSets, {ready_d}/{deploys} Deployments ready"
+                ))
+        },
+    )
+    .await;
+}
+
+async fn scale(client: &Client, n: usize, out: &mut String) {
+    eprintln!("[bench] convergence: {n} clusters through the operator");
+    let ns = fresh_namespace(client, "scale").await;
+    let args = ["--resync", "30s"];
+    let ch = start_handler("cluster-handler", Some(&ns), &args, vec![]).await;
+    let rh = start_handler("resource-handler", Some(&ns), &args, vec![]).await;
+    let started = Instant::now();
+    create_clusters(client, &ns, n).await;
+    wait_all_healthy(client, &ns, n).await;
+    let operator = started.elapsed().as_secs_f64();
+    let mut by_verb: BTreeMap<String, u64> = BTreeMap::new();
+    for h in [&ch, &rh] {
+        let text = h.metrics().await;
+        for verb in [
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ] {
+            *by_verb.entry(verb.to_string()).or_default() +=
+                metric_sum(&text, "multigres_api_requests_total", |l| {
+                    l.contains(&format!("verb=\"{verb}\"")) && !l.contains("resource=\"leases\"")
+                });
+        }
+    }
+    // Steady state: two resyncs of every object, counting writes.
+    let before = (writes(&ch).await, writes(&rh).await);
+    let reconciles_before = ch.reconciles().await + rh.reconciles().await;
+    tokio::time::sleep(Duration::from_secs(65)).await; // two 30 s resync periods: the measurement window
+    let steady_writes = writes(&ch).await + writes(&rh).await - before.0 - before.1;
+    let steady_reconciles = ch.reconciles().await + rh.reconciles().await - reconciles_before;
+    let peaks = (
+        peak_rss_kib(&ch) as f64 / 1024.0,
+        peak_rss_kib(&rh) as f64 / 1024.0,
+    );
+    let objects = made_objects(client, &ns).await;
+    drop((ch, rh));
+
+    eprintln!(
+        "[bench] convergence: the floor, {} objects written directly",
+        objects.len()
+    );
+    let floor_ns = fresh_namespace(client, "floor").await;
+    let sts = objects
+        .iter()
+        .filter(|(ar, _)| ar.kind == "StatefulSet")
+        .count();
+    let deploys = objects
+        .iter()
+        .filter(|(ar, _)| ar.kind == "Deployment")
+        .count();
+    let started = Instant::now();
+    futures::stream::iter(objects.iter())
+        .for_each_concurrent(CONCURRENCY, |(ar, obj)| {
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &floor_ns, ar);
+            let mut obj = obj.clone();
+            obj.metadata.namespace = Some(floor_ns.clone());
+            async move {
+                api.create(&PostParams::default(), &obj)
+                    .await
+                    .unwrap_or_else(|e| panic!("creating {} {}: {e}", ar.kind, obj.name_any()));
+            }
+        })
+        .await;
+    workloads_ready(client, &floor_ns, sts, deploys).await;
+    let floor = started.elapsed().as_secs_f64();
+    delete_namespace(client, &ns).await;
+    delete_namespace(client, &floor_ns).await;
+
+    let per = |v: u64| v as f64 / n as f64;
+    out.push_str(&format!(
+        "## Convergence at scale\n\n{n} minimal clusters applied at once ({CONCURRENCY} concurrent creates), tracing off.\n\n\
+         | figure | value |\n|---|---|\n\
+         | first apply → all Healthy (operator) | {operator:.1} s |\n\
+         | the same {} objects written directly, until their workloads are ready (floor) | {floor:.1} s |\n\
+         | operator ÷ floor (target ≤ 1.5) | {:.2} |\n\
+         | API requests per cluster | {} |\n\
+         | writes during 2 steady-state resyncs ({steady_reconciles} reconciles; target 0) | {steady_writes} |\n\
+         | peak RSS cluster-handler / resource-handler | {:.1} / {:.1} MiB |\n\n",
+        objects.len(),
+        operator / floor,
+        by_verb.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k} {:.1}", per(*v))).collect::<Vec<_>>().join(", "),
+        peaks.0,
+        peaks.1,
+    ));
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    let env = TestEnv::load();
+    let client = e2e::k8s::admin_client(&env).await;
+    install_crds(&client).await;
+    let date = std::process::Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let machine = format!(
+        "{} cores, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| m.lines().next().map(|l| l
+                .split_whitespace()
+                .nth(1)
+                .map(|kb| format!(
+                    "{:.0} GiB RAM",
+                    kb.parse::<f64>().unwrap_or(0.0) / 1048576.0
+                ))
+                .unwrap_or_default()))
+            .unwrap_or_default()
+    );
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let mut out = format!(
+        "# Benchmarks {date}\n\nMachine: {machine}; local control plane (kube-apiserver, etcd, controller-manager, scheduler, kwok, Tempo). Command: `{command}` (via `make bench`), release builds.\n\n"
+    );
+    if !a.skip_overhead {
+        overhead(&env, &client, a.clusters, a.repeats, &mut out).await;
+    }
+    if !a.skip_scale {
+        scale(&client, a.scale_clusters, &mut out).await;
+    }
+    println!("{out}");
+    let dir = e2e::env::repo_root().join("bench/results");
+    std::fs::create_dir_all(&dir).expect("bench/results");
+    let path = dir.join(format!("{date}.md"));
+    std::fs::write(&path, &out).expect("results file");
+    eprintln!("[bench] wrote {}", path.display());
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `make bench`: the in-process span-work microbenchmark (criterion), then tracing overhead and
+# convergence at scale against the local control plane (release builds). Arguments go to the
+# e2e `bench` binary: --clusters N (100) --repeats R (3) --scale-clusters N (1000)
+# --skip-overhead --skip-scale. Report: stdout and bench/results/<date>.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CARGO=${CARGO:-cargo}
+export MULTIGRES_E2E_PROFILE=release
+
+echo "[bench] building (release)" >&2
+$CARGO build --locked --release -p cluster-handler -p resource-handler -p e2e --bin bench
+
+echo "[bench] in-process span work (criterion)" >&2
+micro=$($CARGO bench --locked -q -p multigres-shared --bench span_work -- --noplot 2>/dev/null |
+  grep -E "^reconcile span work/|time:" | paste - - | sed -E 's/ +/ /g')
+
+started=0
+down() { if ((started)); then e2e/scripts/cluster-down.sh >&2 || true; fi; }
+trap down EXIT
+if [[ ${E2E_USE_EXISTING:-0} != 1 ]]; then
+  e2e/scripts/cluster-up.sh >/dev/null
+  started=1
+fi
+
+target=${CARGO_TARGET_DIR:-target}
+"$target/release/bench" "$@"
+
+report="bench/results/$(date +%Y-%m-%d).md"
+{
+  echo "## In-process span work (criterion)"
+  echo
+  echo "One reconcile's tracing path (extract the annotated parent, reconcile + apply spans with"
+  echo "attributes, stamp the child's annotations, one request through the client layer with"
+  echo "header injection) against a fake API server; \`shared/benches/span_work.rs\`."
+  echo
+  echo '```'
+  echo "$micro"
+  echo '```'
+} >>"$report"
+echo "$micro"
+echo "[bench] report: $report" >&2
