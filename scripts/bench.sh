@@ -2,14 +2,15 @@
 # `make bench`: the in-process span-work microbenchmark (criterion), then tracing overhead and
 # convergence at scale against the local control plane (release builds). Arguments go to the
 # e2e `bench` binary: --clusters N (100) --repeats R (3) --scale-clusters N (1000)
-# --skip-overhead --skip-scale. Report: stdout and bench/results/<date>.md.
+# --skip-overhead --skip-scale --modes off,on,1%,down. Report: stdout and bench/results/<date>.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
 export MULTIGRES_E2E_PROFILE=release
 
 echo "[bench] building (release)" >&2
-$CARGO build --locked --release -p cluster-handler -p resource-handler -p e2e --bin bench
+$CARGO build --locked --release -p cluster-handler -p resource-handler
+$CARGO build --locked --release -p e2e --bin bench
 
 echo "[bench] in-process span work (criterion)" >&2
 micro=$($CARGO bench --locked -q -p multigres-shared --bench span_work -- --noplot 2>/dev/null |

@@ -14,7 +14,8 @@ say "checking tools"
 ./scripts/ensure-deps.sh
 
 say "building the handlers and the trace viewer"
-cargo build --locked -q -p cluster-handler -p resource-handler -p e2e --bin trace-view
+cargo build --locked -q -p cluster-handler -p resource-handler
+cargo build --locked -q -p e2e --bin trace-view
 
 say "starting the local control plane and Tempo (first run builds them: several minutes)"
 e2e/scripts/cluster-up.sh >/dev/null

@@ -211,8 +211,9 @@ async fn lifecycle<K: Kind>(
         assert_eq!(
             handler.api_writes().await,
             writes,
-            "writes during steady resyncs:\n{}",
-            handler.metrics().await
+            "writes during steady resyncs:\n{}\n{}",
+            handler.metrics().await,
+            handler.log_tail(30)
         );
 
         // Drift: a deleted Service comes back, a hand-edited replica count is put back.

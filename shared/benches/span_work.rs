@@ -3,9 +3,10 @@
 //! child's annotations, and one API request through the client layer (client span + W3C header
 //! injection), against a fake API server that answers at once.
 //!
-//! Three subscribers run the same code: OpenTelemetry with the real SDK at 100% sampling
-//! (spans handed to a batch processor whose exporter discards them), the no-op tracer
-//! (tracing-opentelemetry over `NoopTracer`), and no tracing layer at all.
+//! Four subscribers run the same code: OpenTelemetry with the real SDK at 100% sampling (spans
+//! handed to a batch processor whose exporter discards them) through the handlers' own layer
+//! (`shared::telemetry::otel_layer`), the same through the bridge's default settings, the no-op
+//! tracer, and no tracing layer at all.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -111,16 +112,24 @@ fn bench(c: &mut Criterion) {
             "otel-sdk-100%",
             Dispatch::new(
                 tracing_subscriber::registry()
+                    .with(shared::telemetry::otel_layer(provider.tracer("bench"))),
+            ),
+        ),
+        (
+            // The bridge's defaults (location, thread, target attributes and busy/idle timers on
+            // every span): what `otel_layer` turns off, measured side by side.
+            "otel-sdk-100%-bridge-defaults",
+            Dispatch::new(
+                tracing_subscriber::registry()
                     .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"))),
             ),
         ),
         (
             "noop-tracer",
             Dispatch::new(
-                tracing_subscriber::registry().with(
-                    tracing_opentelemetry::layer()
-                        .with_tracer(opentelemetry::trace::noop::NoopTracer::new()),
-                ),
+                tracing_subscriber::registry().with(shared::telemetry::otel_layer(
+                    opentelemetry::trace::noop::NoopTracer::new(),
+                )),
             ),
         ),
         (

@@ -21,7 +21,7 @@ use serde_json::Value;
 use opentelemetry::trace::TraceContextExt;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::{quantity, telemetry};
+use crate::{quantity, recent, telemetry};
 
 /// Annotation holding the hash of the desired object last applied.
 pub const DESIRED_HASH_ANNOTATION: &str = "multigres.com/desired-hash";
@@ -163,7 +163,7 @@ where
     );
     telemetry::spans::run_in(
         span.clone(),
-        apply_in_span(api, manager, desired, live, span),
+        apply_in_span(api, manager, &kind, desired, live, span),
     )
     .await
 }
@@ -171,6 +171,7 @@ where
 async fn apply_in_span<K>(
     api: &Api<K>,
     manager: &str,
+    kind: &str,
     desired: Desired<K>,
     live: Option<&K>,
     span: tracing::Span,
@@ -194,7 +195,20 @@ where
         .map(serde_json::to_value)
         .transpose()
         .map_err(kube::Error::SerdeError)?;
-    let decision = decide(&with_hash, &hash, live.as_ref());
+    let mut decision = decide(&with_hash, &hash, live.as_ref());
+    // The cache may not show our own last write yet: the same write again is no change.
+    let cached_version = live
+        .as_ref()
+        .and_then(|l| l["metadata"]["resourceVersion"].as_str());
+    let written_key = format!(
+        "{kind} {}/{name}",
+        live.as_ref()
+            .and_then(|l| l["metadata"]["namespace"].as_str())
+            .unwrap_or_default()
+    );
+    if decision.needs_write() && recent::already_written(&written_key, cached_version, &hash) {
+        decision = Decision::UpToDate;
+    }
     span.record("multigres.apply.decision", decision.as_str());
     if !decision.needs_write() {
         return Ok(Applied {
@@ -217,6 +231,7 @@ where
         _ => PatchParams::apply(manager).force(),
     };
     let written = api.patch(&name, &params, &Patch::Apply(&object)).await?;
+    recent::record(written_key, cached_version, &hash);
     Ok(Applied {
         decision,
         object: Some(written),
@@ -226,6 +241,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
     use serde_json::json;
 
     #[test]
@@ -273,6 +289,71 @@ mod tests {
         assert_eq!(decide(&desired, "h1", Some(&same)), Decision::UpToDate);
         assert_eq!(decide(&desired, "h1", Some(&edited)), Decision::Drifted);
         assert_eq!(decide(&desired, "h1", Some(&older)), Decision::Changed);
+    }
+
+    /// An API server that answers every PATCH with its body and counts them.
+    fn echo_client() -> (kube::Client, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let patches = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = patches.clone();
+        let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+            if request.method() == http::Method::PATCH {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+            async move {
+                let body = request
+                    .into_body()
+                    .collect_bytes()
+                    .await
+                    .unwrap_or_default();
+                Ok::<_, std::convert::Infallible>(http::Response::new(kube::client::Body::from(
+                    body.to_vec(),
+                )))
+            }
+        });
+        (kube::Client::new(service, "default"), patches)
+    }
+
+    fn config_map(value: &str, resource_version: &str, hash: Option<&str>) -> ConfigMap {
+        let mut cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "stale-cache", "namespace": "default", "resourceVersion": resource_version},
+            "data": {"k": value}
+        }))
+        .unwrap_or_default();
+        if let Some(hash) = hash {
+            cm.annotations_mut()
+                .insert(DESIRED_HASH_ANNOTATION.into(), hash.into());
+        }
+        cm
+    }
+
+    #[tokio::test]
+    async fn a_cache_that_has_not_seen_our_write_yet_causes_no_second_write() {
+        use std::sync::atomic::Ordering;
+        let (client, patches) = echo_client();
+        let api: Api<ConfigMap> = Api::namespaced(client, "default");
+        let desired = || {
+            let mut cm = config_map("new", "", None);
+            cm.metadata.resource_version = None;
+            Desired::new(cm)
+        };
+        let before = config_map("old", "7", Some("h-old"));
+        let first = apply(&api, "test", desired(), Some(&before)).await;
+        assert_eq!(first.map(|a| a.decision).ok(), Some(Decision::Changed));
+        // A reconcile queued meanwhile still sees version 7 in its cache.
+        let again = apply(&api, "test", desired(), Some(&before)).await;
+        assert_eq!(again.map(|a| a.decision).ok(), Some(Decision::UpToDate));
+        assert_eq!(
+            patches.load(Ordering::SeqCst),
+            1,
+            "one write for one change"
+        );
+        // The cache moves on to a version someone else edited: the ordinary comparison decides.
+        let hash = hash_value(&serde_json::to_value(desired().object).unwrap_or_default());
+        let edited = config_map("edited", "9", Some(&hash));
+        let repaired = apply(&api, "test", desired(), Some(&edited)).await;
+        assert_eq!(repaired.map(|a| a.decision).ok(), Some(Decision::Drifted));
+        assert_eq!(patches.load(Ordering::SeqCst), 2);
     }
 
     #[test]

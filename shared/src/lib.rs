@@ -16,6 +16,7 @@ pub mod meta;
 pub mod metrics;
 pub mod process;
 pub mod quantity;
+pub mod recent;
 pub mod reconcile;
 pub mod retry;
 pub mod samples;

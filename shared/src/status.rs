@@ -86,7 +86,17 @@ where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
     S: Serialize + PartialEq,
 {
-    if current == Some(status) {
+    // The cache may not show our own last status write yet: the same write again is no change.
+    let key = format!(
+        "{}/status {}/{}",
+        K::kind(&()),
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    );
+    let cached_version = obj.meta().resource_version.as_deref();
+    let hash =
+        crate::apply::hash_value(&serde_json::to_value(status).map_err(kube::Error::SerdeError)?);
+    if current == Some(status) || crate::recent::already_written(&key, cached_version, &hash) {
         return Ok(false);
     }
     let patch = json!({
@@ -104,6 +114,7 @@ where
         .await
     })
     .await?;
+    crate::recent::record(key, cached_version, &hash);
     Ok(true)
 }
 

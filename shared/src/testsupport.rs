@@ -123,7 +123,7 @@ pub fn span_capture() -> (
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
-    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+    let layer = crate::telemetry::otel_layer(provider.tracer("test"));
     let finished = move || {
         let _keep = &provider;
         exporter.get_finished_spans().unwrap_or_default()

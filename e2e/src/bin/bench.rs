@@ -2,7 +2,8 @@
 //!
 //! Overhead: the same workload (N MultigresClusters created, converged, scaled, converged,
 //! deleted) with both handlers in three modes (tracing off, 100% sampling exported to Tempo,
-//! 1% sampling), interleaved (off, on, 1%, off, on, 1%, ...) `--repeats` times; per handler CPU
+//! 1% sampling; `--modes` adds "down": 100% to a backend that refuses), interleaved (off, on, 1%,
+//! off, on, 1%, ...) `--repeats` times; per handler CPU
 //! time, peak and steady RSS, reconciles and CPU per reconcile, reported as median and spread.
 //!
 //! Convergence: `--scale-clusters` clusters applied at once; time to all Healthy, API requests
@@ -16,9 +17,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use e2e::cluster::sample;
-use e2e::process::{
-    Handler, cpu_seconds, metric_sum, otlp_env, peak_rss_kib, rss_kib, start_handler,
-};
+use e2e::process::{Handler, cpu_seconds, metric_sum, peak_rss_kib, rss_kib, start_handler};
 use e2e::{TestEnv, install_crds, wait_until};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -38,6 +37,8 @@ enum Mode {
     Off,
     Full,
     OnePercent,
+    /// 100% sampling, exporting to a port nothing listens on: the trace backend is down.
+    BackendDown,
 }
 
 impl Mode {
@@ -46,12 +47,31 @@ impl Mode {
             Mode::Off => "off",
             Mode::Full => "100%",
             Mode::OnePercent => "1%",
+            Mode::BackendDown => "100%, backend down",
+        }
+    }
+    fn parse(name: &str) -> Mode {
+        match name {
+            "off" => Mode::Off,
+            "100%" | "on" => Mode::Full,
+            "1%" => Mode::OnePercent,
+            "down" => Mode::BackendDown,
+            other => panic!("unknown mode {other}: off, on, 1%, down"),
         }
     }
     fn env(self, env: &TestEnv) -> Vec<(String, String)> {
-        let mut vars = match self {
+        // Production settings: only the endpoint (the SDK's default batching, 5 s / 512 spans).
+        let mut vars: Vec<(String, String)> = match self {
             Mode::Off => vec![],
-            _ => otlp_env(&env.otlp_grpc_endpoint),
+            // Port 9 (discard): refused at once on loopback.
+            Mode::BackendDown => vec![(
+                "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+                "http://127.0.0.1:9".into(),
+            )],
+            _ => vec![(
+                "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+                env.otlp_grpc_endpoint.clone(),
+            )],
         };
         if self == Mode::OnePercent {
             vars.push((
@@ -85,6 +105,7 @@ struct Args {
     scale_clusters: usize,
     skip_overhead: bool,
     skip_scale: bool,
+    modes: Vec<Mode>,
 }
 
 fn args() -> Args {
@@ -94,6 +115,7 @@ fn args() -> Args {
         scale_clusters: 1000,
         skip_overhead: false,
         skip_scale: false,
+        modes: vec![Mode::Off, Mode::Full, Mode::OnePercent],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -108,8 +130,16 @@ fn args() -> Args {
             "--scale-clusters" => a.scale_clusters = number("--scale-clusters"),
             "--skip-overhead" => a.skip_overhead = true,
             "--skip-scale" => a.skip_scale = true,
+            "--modes" => {
+                let list = it.next().expect("--modes needs e.g. off,on,1%,down");
+                a.modes = list.split(',').map(Mode::parse).collect();
+                assert!(
+                    a.modes.first() == Some(&Mode::Off),
+                    "--modes must start with off (the baseline)"
+                );
+            }
             other => panic!(
-                "unknown flag {other}; flags: --clusters N --repeats R --scale-clusters N --skip-overhead --skip-scale"
+                "unknown flag {other}; flags: --clusters N --repeats R --scale-clusters N --skip-overhead --skip-scale --modes off,on,1%,down"
             ),
         }
     }
@@ -199,7 +229,7 @@ async fn writes(h: &Handler) -> u64 {
 /// One overhead run: both handlers in `mode`, the whole lifecycle of `n` clusters.
 async fn overhead_run(env: &TestEnv, client: &Client, mode: Mode, n: usize) -> (Usage, Usage, f64) {
     let ns = fresh_namespace(client, mode.name().trim_end_matches('%')).await;
-    let args = ["--resync", "5m", "--log-format", "json"];
+    let args = ["--resync", "5m"];
     let ch = start_handler("cluster-handler", Some(&ns), &args, mode.env(env)).await;
     let rh = start_handler("resource-handler", Some(&ns), &args, mode.env(env)).await;
     let started = Instant::now();
@@ -277,11 +307,17 @@ fn spread(v: &[f64]) -> String {
     format!("{min:.2}–{max:.2}")
 }
 
-async fn overhead(env: &TestEnv, client: &Client, n: usize, repeats: usize, out: &mut String) {
-    let modes = [Mode::Off, Mode::Full, Mode::OnePercent];
+async fn overhead(
+    env: &TestEnv,
+    client: &Client,
+    n: usize,
+    repeats: usize,
+    modes: &[Mode],
+    out: &mut String,
+) {
     let mut runs: BTreeMap<(usize, &str), Vec<Usage>> = BTreeMap::new();
     for r in 0..repeats {
-        for mode in modes {
+        for &mode in modes {
             eprintln!(
                 "[bench] overhead: repeat {}/{repeats}, tracing {}",
                 r + 1,
@@ -307,7 +343,7 @@ async fn overhead(env: &TestEnv, client: &Client, n: usize, repeats: usize, out:
         let base_cpu = median(base.iter().map(Usage::cpu_ms_per_reconcile).collect());
         let base_peak = median(base.iter().map(|u| u.peak_rss_mib).collect());
         let base_steady = median(base.iter().map(|u| u.steady_rss_mib).collect());
-        for mode in modes {
+        for &mode in modes {
             let us = &runs[&(i, mode.name())];
             let col = |f: fn(&Usage) -> f64| {
                 let v: Vec<f64> = us.iter().map(f).collect();
@@ -558,7 +594,7 @@ async fn main() {
         "# Benchmarks {date}\n\nMachine: {machine}; local control plane (kube-apiserver, etcd, controller-manager, scheduler, kwok, Tempo). Command: `{command}` (via `make bench`), release builds.\n\n"
     );
     if !a.skip_overhead {
-        overhead(&env, &client, a.clusters, a.repeats, &mut out).await;
+        overhead(&env, &client, a.clusters, a.repeats, &a.modes, &mut out).await;
     }
     if !a.skip_scale {
         scale(&client, a.scale_clusters, &mut out).await;

@@ -18,7 +18,7 @@ pub(crate) mod tests;
 use std::sync::atomic::Ordering;
 
 pub use config::TelemetryConfig;
-pub use init::{ShutdownError, TelemetryGuard};
+pub use init::{ShutdownError, TelemetryGuard, otel_layer};
 
 use crate::cli::LogFormat;
 
