@@ -141,8 +141,9 @@ pub struct Applied<K> {
 
 /// Applies `desired` with server-side apply (field manager `manager`; forced on updates because
 /// a handler owns the fields it sets) unless [`decide`] finds nothing to do. `live` is the object
-/// as the handler's watch cache has it. Runs in an `apply <Kind>` span that records the decision
-/// and, when the write fails, the error.
+/// as the handler's watch cache has it. A write runs in an `apply <Kind>` span that records the
+/// decision and, when the write fails, the error; deciding to do nothing is pure CPU work that
+/// makes no request, so it makes no span either (a steady resync is one span, not one per child).
 pub async fn apply<K>(
     api: &Api<K>,
     manager: &str,
@@ -154,36 +155,43 @@ where
     K::DynamicType: Default,
 {
     let kind = K::kind(&K::DynamicType::default()).to_string();
+    let plan = plan(&kind, desired, live)?;
+    if !plan.decision.needs_write() {
+        return Ok(Applied {
+            decision: plan.decision,
+            object: None,
+        });
+    }
     let span = tracing::info_span!(
         target: "multigres::apply",
         "apply",
         otel.name = %format!("apply {kind}"),
-        k8s.object.name = %desired.object.name_any(),
-        multigres.apply.decision = tracing::field::Empty,
+        k8s.object.name = %plan.object.name_any(),
+        multigres.apply.decision = plan.decision.as_str(),
     );
-    telemetry::spans::run_in(
-        span.clone(),
-        apply_in_span(api, manager, &kind, desired, live, span),
-    )
-    .await
+    telemetry::spans::run_in(span.clone(), write(api, manager, plan, span)).await
 }
 
-async fn apply_in_span<K>(
-    api: &Api<K>,
-    manager: &str,
-    kind: &str,
-    desired: Desired<K>,
-    live: Option<&K>,
-    span: tracing::Span,
-) -> Result<Applied<K>, kube::Error>
+/// What [`apply`] decided, and what it needs to write.
+struct Plan<K> {
+    /// The desired object carrying its hash annotation.
+    object: K,
+    stamp_trace_context: bool,
+    decision: Decision,
+    hash: String,
+    /// Identity and cached version of the object, for [`recent`].
+    written_key: String,
+    cached_version: Option<String>,
+}
+
+fn plan<K>(kind: &str, desired: Desired<K>, live: Option<&K>) -> Result<Plan<K>, kube::Error>
 where
-    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+    K: Resource + Serialize,
 {
     let Desired {
         mut object,
         stamp_trace_context,
     } = desired;
-    let name = object.name_any();
     // The hash covers the object without the hash itself and without the trace annotations.
     let value = serde_json::to_value(&object).map_err(kube::Error::SerdeError)?;
     let hash = hash_value(&value);
@@ -197,25 +205,48 @@ where
         .map_err(kube::Error::SerdeError)?;
     let mut decision = decide(&with_hash, &hash, live.as_ref());
     // The cache may not show our own last write yet: the same write again is no change.
-    let cached_version = live
-        .as_ref()
-        .and_then(|l| l["metadata"]["resourceVersion"].as_str());
+    let meta = live.as_ref().map(|l| &l["metadata"]);
+    let cached_version = meta
+        .and_then(|m| m["resourceVersion"].as_str())
+        .map(str::to_string);
     let written_key = format!(
-        "{kind} {}/{name}",
-        live.as_ref()
-            .and_then(|l| l["metadata"]["namespace"].as_str())
-            .unwrap_or_default()
+        "{kind} {}/{}",
+        meta.and_then(|m| m["namespace"].as_str())
+            .unwrap_or_default(),
+        object.name_any()
     );
-    if decision.needs_write() && recent::already_written(&written_key, cached_version, &hash) {
+    if decision.needs_write()
+        && recent::already_written(&written_key, cached_version.as_deref(), &hash)
+    {
         decision = Decision::UpToDate;
     }
-    span.record("multigres.apply.decision", decision.as_str());
-    if !decision.needs_write() {
-        return Ok(Applied {
-            decision,
-            object: None,
-        });
-    }
+    Ok(Plan {
+        object,
+        stamp_trace_context,
+        decision,
+        hash,
+        written_key,
+        cached_version,
+    })
+}
+
+async fn write<K>(
+    api: &Api<K>,
+    manager: &str,
+    plan: Plan<K>,
+    span: tracing::Span,
+) -> Result<Applied<K>, kube::Error>
+where
+    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let Plan {
+        mut object,
+        stamp_trace_context,
+        decision,
+        hash,
+        written_key,
+        cached_version,
+    } = plan;
     if stamp_trace_context {
         let context = span.context();
         let annotations = telemetry::propagation::annotations_for(
@@ -230,8 +261,10 @@ where
         Decision::Create => PatchParams::apply(manager),
         _ => PatchParams::apply(manager).force(),
     };
-    let written = api.patch(&name, &params, &Patch::Apply(&object)).await?;
-    recent::record(written_key, cached_version, &hash);
+    let written = api
+        .patch(&object.name_any(), &params, &Patch::Apply(&object))
+        .await?;
+    recent::record(written_key, cached_version.as_deref(), &hash);
     Ok(Applied {
         decision,
         object: Some(written),
@@ -354,6 +387,38 @@ mod tests {
         let repaired = apply(&api, "test", desired(), Some(&edited)).await;
         assert_eq!(repaired.map(|a| a.decision).ok(), Some(Decision::Drifted));
         assert_eq!(patches.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn only_a_write_makes_an_apply_span() {
+        let (spy, _, subscriber) =
+            crate::telemetry::tests::test_subscriber(&[], crate::cli::LogFormat::Json);
+        let _default = tracing::subscriber::set_default(subscriber);
+        let (client, _) = echo_client();
+        let api: Api<ConfigMap> = Api::namespaced(client, "default");
+        let mut object = config_map("v", "", None);
+        object.metadata.resource_version = None;
+        object.metadata.name = Some("span-test".into());
+        let hash = hash_value(&serde_json::to_value(&object).unwrap_or_default());
+        let mut live = config_map("v", "3", Some(&hash));
+        live.metadata.name = Some("span-test".into());
+        let skipped = apply(&api, "test", Desired::new(object.clone()), Some(&live)).await;
+        assert_eq!(skipped.map(|a| a.decision).ok(), Some(Decision::UpToDate));
+        assert!(spy.finished().is_empty(), "{:?}", spy.finished());
+        let created = apply(&api, "test", Desired::new(object), None).await;
+        assert_eq!(created.map(|a| a.decision).ok(), Some(Decision::Create));
+        let spans = spy.finished();
+        let apply_span = spans
+            .iter()
+            .find(|s| s.name == "apply ConfigMap")
+            .unwrap_or_else(|| panic!("no apply span in {spans:?}"));
+        assert!(
+            apply_span.attributes.iter().any(|kv| kv.key.as_str()
+                == "multigres.apply.decision"
+                && kv.value.as_str() == "create"),
+            "{:?}",
+            apply_span.attributes
+        );
     }
 
     #[test]
