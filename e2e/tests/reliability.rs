@@ -90,10 +90,6 @@ async fn a_cluster_handler_killed_mid_job_is_finished_by_its_restart_without_dup
         })
         .await;
         first.kill();
-        let killed_ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or_default();
         // The context the dead process left on the Cell (it may have rewritten it since).
         let stamped = cells.get(&cell).await.expect("Cell");
         let old_context = stamped
@@ -127,22 +123,31 @@ async fn a_cluster_handler_killed_mid_job_is_finished_by_its_restart_without_dup
 
         // The restarted process acted on a generation the first one had already handled: its
         // reconcile of the Cell is a new root trace linking to the context the first process
-        // stamped.
+        // stamped. Its trace ids come from its own log lines (it wrote the Cell's status at least
+        // once: the cluster only became Healthy after it started), each fetched from Tempo by id.
         let tempo = Tempo::new(&env.tempo_url);
-        let query = format!(
-            "{{ resource.service.name = \"{CH}\" && name = \"reconcile Cell\" && span.multigres.resource.name = \"{cell}\" && link:traceID = \"{}\" }}",
-            old.trace_id()
-        );
-        // Only the restarted process's reconcile counts (the first one also links on its later
-        // reconciles of the same generation): it starts after the kill.
         let root = wait_until("the restarted reconcile Cell, linked to the old context", TIMEOUT, || async {
-            for id in tempo.search(&query, Duration::from_secs(900)).await? {
-                let spans = tempo.trace(&id).await?.unwrap_or_default();
-                if let Some(root) = spans.into_iter().find(|s| s.is_root() && s.name == "reconcile Cell" && s.start_ns > killed_ns) {
-                    return Ok(root);
+            let ids: BTreeSet<String> = second
+                .log_lines()
+                .into_iter()
+                .filter(|l| l["span"]["otel.name"] == "reconcile Cell" && l["span"]["multigres.resource.name"] == cell.as_str())
+                .filter_map(|l| l["trace_id"].as_str().map(str::to_string))
+                .collect();
+            let mut seen = Vec::new();
+            for id in &ids {
+                let spans = tempo.trace(id).await?.unwrap_or_default();
+                match spans.into_iter().find(|s| s.is_root() && s.name == "reconcile Cell" && s.service == CH) {
+                    Some(root) if root.links.iter().any(|(trace, _)| trace == &old.trace_id().to_string()) => return Ok(root),
+                    Some(root) => seen.push(format!("{id}: links {:?}", root.links)),
+                    None => seen.push(format!("{id}: no root reconcile Cell in Tempo yet")),
                 }
             }
-            Err(format!("no trace matching {query} started after the kill yet"))
+            Err(format!(
+                "{} traces of the restarted reconcile Cell in its log: {seen:?}; spans exported {}, dropped {}",
+                ids.len(),
+                metric_sum(&second.metrics().await, "multigres_spans_exported_total", |_| true),
+                metric_sum(&second.metrics().await, "multigres_spans_dropped_total", |_| true),
+            ))
         })
         .await;
         assert!(

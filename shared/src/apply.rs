@@ -413,9 +413,11 @@ mod tests {
             .find(|s| s.name == "apply ConfigMap")
             .unwrap_or_else(|| panic!("no apply span in {spans:?}"));
         assert!(
-            apply_span.attributes.iter().any(|kv| kv.key.as_str()
-                == "multigres.apply.decision"
-                && kv.value.as_str() == "create"),
+            apply_span
+                .attributes
+                .iter()
+                .any(|kv| kv.key.as_str() == "multigres.apply.decision"
+                    && kv.value.as_str() == "create"),
             "{:?}",
             apply_span.attributes
         );
