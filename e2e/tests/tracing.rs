@@ -7,6 +7,7 @@
 //! its spans children of our client spans. (Running as ServiceAccounts, it starts its own traces
 //! linked to ours instead; `control_plane.rs` proves both behaviours of the API server.)
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use e2e::process::{Handler, HandlerOptions};
@@ -245,21 +246,29 @@ async fn one_trace_spans_both_handlers_and_the_api_server() {
         // A later reconcile of the same generation (here: triggered by the StatefulSet's status
         // updates; a resync behaves the same) is a new root trace that links to the apply span
         // that wrote the Etcd, not a child of the creation trace.
+        // Its trace ids come from the resource-handler's log lines (the Etcd's ready count
+        // changed in such reconciles), each fetched from Tempo by id.
         let apply_etcd = named(&spans, CH, "apply Etcd")[0].clone();
-        let query = format!(
-            "{{ resource.service.name = \"{RH}\" && name = \"reconcile Etcd\" && link:spanID = \"{}\" }}",
-            apply_etcd.span_id
-        );
-        let linked = wait_until("a later reconcile Etcd in a trace of its own, linked", TIMEOUT, || async {
-            let ids = tempo.search(&query, Duration::from_secs(900)).await?;
-            ids.into_iter().find(|id| *id != trace_id).ok_or_else(|| format!("nothing matches {query} yet"))
+        let root_reconcile = wait_until("a later reconcile Etcd in a trace of its own, linked", TIMEOUT, || async {
+            let ids: BTreeSet<String> = resource_handler
+                .log_lines()
+                .into_iter()
+                .filter(|l| l["span"]["otel.name"] == "reconcile Etcd")
+                .filter_map(|l| l["trace_id"].as_str().map(str::to_string))
+                .filter(|id| *id != trace_id)
+                .collect();
+            let mut seen = Vec::new();
+            for id in &ids {
+                let later = tempo.trace(id).await?.unwrap_or_default();
+                match named(&later, RH, "reconcile Etcd").into_iter().find(|r| r.is_root()) {
+                    Some(root) if !root.links.is_empty() => return Ok(root.clone()),
+                    Some(root) => seen.push(format!("{id}: root without links {:?}", root.attributes)),
+                    None => seen.push(format!("{id}: no root reconcile Etcd in Tempo yet")),
+                }
+            }
+            Err(format!("{} later reconcile Etcd traces in the log: {seen:?}", ids.len()))
         })
         .await;
-        let later = wait_for_trace(&tempo, &linked, "the linked trace", |s| {
-            if named(s, RH, "reconcile Etcd").iter().any(|r| r.is_root()) { Ok(()) } else { Err("no root reconcile Etcd".into()) }
-        })
-        .await;
-        let root_reconcile = named(&later, RH, "reconcile Etcd").into_iter().find(|r| r.is_root()).expect("root");
         assert_eq!(root_reconcile.links, vec![(trace_id.clone(), apply_etcd.span_id.clone())]);
         assert_eq!(root_reconcile.attributes.get("multigres.trace.parent").map(String::as_str), Some("linked"));
 
