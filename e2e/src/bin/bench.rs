@@ -169,10 +169,21 @@ fn rand_suffix() -> u64 {
         .unwrap_or(0)
 }
 
+/// Deletes `ns` and waits until it is gone, so the garbage collection of one run does not load
+/// the control plane during the next.
 async fn delete_namespace(client: &Client, ns: &str) {
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(ns, &DeleteParams::default())
-        .await;
+    let api = Api::<Namespace>::all(client.clone());
+    let _ = api.delete(ns, &DeleteParams::default()).await;
+    wait_until(&format!("namespace {ns} deleted"), CONVERGE, || async {
+        match api.get_opt(ns).await.map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(n) => Err(format!(
+                "phase {:?}",
+                n.status.and_then(|s| s.phase).unwrap_or_default()
+            )),
+        }
+    })
+    .await;
 }
 
 /// Creates `n` minimal clusters, `CONCURRENCY` at a time.
@@ -317,7 +328,10 @@ async fn overhead(
 ) {
     let mut runs: BTreeMap<(usize, &str), Vec<Usage>> = BTreeMap::new();
     for r in 0..repeats {
-        for &mode in modes {
+        // Each repeat starts one mode later (off, on, 1% / on, 1%, off / ...): a control plane
+        // that slows down over the runs then weighs on every mode alike, not on the later ones.
+        for k in 0..modes.len() {
+            let mode = modes[(k + r) % modes.len()];
             eprintln!(
                 "[bench] overhead: repeat {}/{repeats}, tracing {}",
                 r + 1,
@@ -333,7 +347,7 @@ async fn overhead(
         }
     }
     out.push_str(&format!(
-        "## Tracing overhead\n\n{n} clusters created, converged, scaled, converged and deleted per run; modes interleaved, {repeats} runs each; median (min–max).\n\n\
+        "## Tracing overhead\n\n{n} clusters created, converged, scaled, converged and deleted per run; modes interleaved with the order rotated each repeat, each run's namespace deleted before the next, {repeats} runs each; median (min–max).\n\n\
          | handler | tracing | CPU s | CPU ms / reconcile | reconciles | peak RSS MiB | steady RSS MiB |\n|---|---|---|---|---|---|---|\n"
     ));
     let handlers = ["cluster-handler", "resource-handler"];
