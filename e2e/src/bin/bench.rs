@@ -50,6 +50,15 @@ impl Mode {
             Mode::BackendDown => "100%, backend down",
         }
     }
+    /// The mode in a namespace name.
+    fn slug(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Full => "full",
+            Mode::OnePercent => "one-percent",
+            Mode::BackendDown => "backend-down",
+        }
+    }
     fn parse(name: &str) -> Mode {
         match name {
             "off" => Mode::Off,
@@ -239,7 +248,7 @@ async fn writes(h: &Handler) -> u64 {
 
 /// One overhead run: both handlers in `mode`, the whole lifecycle of `n` clusters.
 async fn overhead_run(env: &TestEnv, client: &Client, mode: Mode, n: usize) -> (Usage, Usage, f64) {
-    let ns = fresh_namespace(client, mode.name().trim_end_matches('%')).await;
+    let ns = fresh_namespace(client, mode.slug()).await;
     let args = ["--resync", "5m"];
     let ch = start_handler("cluster-handler", Some(&ns), &args, mode.env(env)).await;
     let rh = start_handler("resource-handler", Some(&ns), &args, mode.env(env)).await;
