@@ -500,7 +500,40 @@ async fn workloads_ready(client: &Client, ns: &str, sts: usize, deploys: usize) 
     .await;
 }
 
+/// Pods of one minimal cluster: 3 etcd, 2 gateways, 1 orch, 2 poolers.
+const PODS_PER_CLUSTER: u64 = 8;
+
+/// Pods the cluster's nodes can hold (kwok nodes report a kubelet-like `pods` allocatable).
+async fn node_pod_capacity(client: &Client) -> u64 {
+    Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("nodes")
+        .items
+        .iter()
+        .filter_map(|n| n.status.as_ref()?.allocatable.as_ref()?.get("pods"))
+        .filter_map(|q| q.0.parse::<u64>().ok())
+        .sum()
+}
+
 async fn scale(client: &Client, n: usize, out: &mut String) {
+    // More pods than the nodes hold would leave the clusters Progressing until the timeout.
+    let capacity = node_pod_capacity(client).await;
+    let needed = n as u64 * PODS_PER_CLUSTER;
+    if needed > capacity {
+        eprintln!(
+            "[bench] convergence skipped: {n} clusters need {needed} pods, the nodes hold {capacity}"
+        );
+        out.push_str(&format!(
+            "## Convergence at scale
+
+Not run: {n} clusters need {needed} pods and the nodes hold {capacity} (raise the nodes' `pods` allocatable, or use `--scale-clusters {}`).
+
+",
+            capacity / PODS_PER_CLUSTER
+        ));
+        return;
+    }
     eprintln!("[bench] convergence: {n} clusters through the operator");
     let ns = fresh_namespace(client, "scale").await;
     let args = ["--resync", "30s"];
@@ -534,6 +567,8 @@ async fn scale(client: &Client, n: usize, out: &mut String) {
     );
     let objects = made_objects(client, &ns).await;
     drop((ch, rh));
+    // The floor's pods need the room the operator's pods take.
+    delete_namespace(client, &ns).await;
 
     eprintln!(
         "[bench] convergence: the floor, {} objects written directly",
@@ -563,7 +598,6 @@ async fn scale(client: &Client, n: usize, out: &mut String) {
         .await;
     workloads_ready(client, &floor_ns, sts, deploys).await;
     let floor = started.elapsed().as_secs_f64();
-    delete_namespace(client, &ns).await;
     delete_namespace(client, &floor_ns).await;
 
     let per = |v: u64| v as f64 / n as f64;
@@ -616,16 +650,21 @@ async fn main() {
     let mut out = format!(
         "# Benchmarks {date}\n\nMachine: {machine}; local control plane (kube-apiserver, etcd, controller-manager, scheduler, kwok, Tempo). Command: `{command}` (via `make bench`), release builds.\n\n"
     );
-    if !a.skip_overhead {
-        overhead(&env, &client, a.clusters, a.repeats, &a.modes, &mut out).await;
-    }
-    if !a.skip_scale {
-        scale(&client, a.scale_clusters, &mut out).await;
-    }
-    println!("{out}");
     let dir = e2e::env::repo_root().join("bench/results");
     std::fs::create_dir_all(&dir).expect("bench/results");
     let path = dir.join(format!("{date}.md"));
-    std::fs::write(&path, &out).expect("results file");
-    eprintln!("[bench] wrote {}", path.display());
+    // Written after each part, so a part that fails keeps the figures of the ones before.
+    let save = |out: &str| {
+        std::fs::write(&path, out).expect("results file");
+        eprintln!("[bench] wrote {}", path.display());
+    };
+    if !a.skip_overhead {
+        overhead(&env, &client, a.clusters, a.repeats, &a.modes, &mut out).await;
+        save(&out);
+    }
+    if !a.skip_scale {
+        scale(&client, a.scale_clusters, &mut out).await;
+        save(&out);
+    }
+    println!("{out}");
 }
