@@ -46,6 +46,15 @@ impl ChildReport {
         }
     }
 
+    /// Not ready when this reconcile just wrote the child: the cache may still show its old
+    /// generation with a status for the old spec, which would pass for ready.
+    pub fn unless_written(mut self, written: &std::collections::BTreeSet<String>) -> ChildReport {
+        if written.contains(&self.id) {
+            self.ready = false;
+        }
+        self
+    }
+
     pub fn count(&self) -> ReadyCount {
         ReadyCount {
             replicas: self.replicas,
@@ -262,6 +271,14 @@ mod tests {
         assert!(ChildReport::new("x".into(), Some((&Some(1), Some(&status)))).ready);
         assert!(!ChildReport::new("x".into(), Some((&Some(2), Some(&status)))).ready);
         assert!(!ChildReport::new("x".into(), None).exists);
+    }
+
+    #[test]
+    fn a_child_written_in_this_reconcile_is_not_ready_whatever_the_cache_says() {
+        let written = std::collections::BTreeSet::from(["Etcd x".to_string()]);
+        assert!(!child(true).unless_written(&written).ready);
+        let other = std::collections::BTreeSet::from(["Cell y".to_string()]);
+        assert!(child(true).unless_written(&other).ready);
     }
 
     #[test]

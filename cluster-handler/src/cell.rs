@@ -1,6 +1,6 @@
 //! Cell → MultiGateway, MultiOrch and MultiPooler of that cell.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -22,7 +22,7 @@ use shared::telemetry::spans;
 use crate::aggregate::{ChildReport, core_status, finish, sum};
 use crate::context::Context;
 use crate::error::Error;
-use crate::fanout::{FanOut, failures};
+use crate::fanout::{FanOut, failures, written};
 use crate::spec::{SpecError, check_len};
 
 const KIND: &str = "Cell";
@@ -121,6 +121,7 @@ async fn reconcile_in_span(
             built.is_ok(),
         )],
     );
+    let mut just_written = BTreeSet::new();
     let (problem, result) = match built {
         Err(source) => (
             Some((source.reason(), source.to_string())),
@@ -153,7 +154,9 @@ async fn reconcile_in_span(
                 Desired::traced(pooler),
                 live,
             );
-            let failed = failures(&fan.join().await);
+            let writes = fan.join().await;
+            let failed = failures(&writes);
+            just_written = written(&writes);
             if failed.is_empty() {
                 (None, Ok(()))
             } else {
@@ -184,18 +187,21 @@ async fn reconcile_in_span(
             gateway
                 .as_deref()
                 .map(|c| (&c.metadata.generation, c.status.as_ref())),
-        ),
+        )
+        .unless_written(&just_written),
         ChildReport::new(
             format!("MultiOrch {}", child(ComponentLabel::Orch)),
             orch.as_deref()
                 .map(|c| (&c.metadata.generation, c.status.as_ref())),
-        ),
+        )
+        .unless_written(&just_written),
         ChildReport::new(
             format!("MultiPooler {}", child(ComponentLabel::Pooler)),
             pooler
                 .as_deref()
                 .map(|c| (&c.metadata.generation, c.status.as_ref())),
-        ),
+        )
+        .unless_written(&just_written),
     ];
     let [gateway, orch, pooler] = [&reports[0], &reports[1], &reports[2]].map(ChildReport::count);
     let previous = obj.status.as_ref();

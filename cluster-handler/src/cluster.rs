@@ -26,7 +26,7 @@ use shared::telemetry::spans;
 use crate::aggregate::{ChildReport, core_status, finish, sum};
 use crate::context::Context;
 use crate::error::Error;
-use crate::fanout::{FanOut, failures};
+use crate::fanout::{FanOut, failures, written};
 use crate::spec::{SpecError, check_len};
 
 const KIND: &str = "MultigresCluster";
@@ -192,6 +192,7 @@ async fn reconcile_in_span(
             built.is_ok(),
         )],
     );
+    let mut just_written = BTreeSet::new();
     let (wanted, problem, result) = match built {
         Err(source) => (
             None,
@@ -218,7 +219,9 @@ async fn reconcile_in_span(
                     live,
                 );
             }
-            let failed = failures(&fan.join().await);
+            let writes = fan.join().await;
+            let failed = failures(&writes);
+            just_written = written(&writes);
             let keep: BTreeSet<String> = children.cells.iter().map(|c| c.name_any()).collect();
             let cleanup_span =
                 tracing::info_span!(target: "multigres::cleanup", "cleanup", otel.name = "cleanup");
@@ -275,6 +278,7 @@ async fn reconcile_in_span(
                 live.as_deref()
                     .map(|e| (&e.metadata.generation, e.status.as_ref())),
             )
+            .unless_written(&just_written)
         })
         .collect();
     let mut cell_reports = Vec::new();
@@ -286,11 +290,14 @@ async fn reconcile_in_span(
             per_component[1].push(status.orch);
             per_component[2].push(status.pooler);
         }
-        cell_reports.push(ChildReport::new(
-            format!("Cell {n}"),
-            live.as_deref()
-                .map(|c| (&c.metadata.generation, c.status.as_ref().map(|s| &s.core))),
-        ));
+        cell_reports.push(
+            ChildReport::new(
+                format!("Cell {n}"),
+                live.as_deref()
+                    .map(|c| (&c.metadata.generation, c.status.as_ref().map(|s| &s.core))),
+            )
+            .unless_written(&just_written),
+        );
     }
     let [gateway, orch, pooler] = per_component.map(|counts| sum(&counts));
     let etcd_count = sum(&etcd_reports

@@ -72,6 +72,15 @@ impl FanOut {
     }
 }
 
+/// The ids of the children a fan-out wrote.
+pub fn written(writes: &[ChildWrite]) -> std::collections::BTreeSet<String> {
+    writes
+        .iter()
+        .filter(|w| w.result.as_ref().is_ok_and(|d| d.needs_write()))
+        .map(|w| w.id.clone())
+        .collect()
+}
+
 /// The failed children of a fan-out as `(id, error)`.
 pub fn failures(writes: &[ChildWrite]) -> Vec<(String, String)> {
     writes
