@@ -86,6 +86,9 @@ where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
     S: Serialize + PartialEq,
 {
+    if current == Some(status) {
+        return Ok(false);
+    }
     // The cache may not show our own last status write yet: the same write again is no change.
     let key = format!(
         "{}/status {}/{}",
@@ -96,7 +99,7 @@ where
     let cached_version = obj.meta().resource_version.as_deref();
     let hash =
         crate::apply::hash_value(&serde_json::to_value(status).map_err(kube::Error::SerdeError)?);
-    if current == Some(status) || crate::recent::already_written(&key, cached_version, &hash) {
+    if crate::recent::already_written(&key, cached_version, &hash) {
         return Ok(false);
     }
     let patch = json!({
