@@ -20,7 +20,12 @@ started=0
 down() { if ((started)); then e2e/scripts/cluster-down.sh >&2 || true; fi; }
 trap down EXIT
 if [[ ${E2E_USE_EXISTING:-0} != 1 ]]; then
-  e2e/scripts/cluster-up.sh >/dev/null
+  # Room for 1000 minimal clusters (8 pods each) on the three kwok nodes, and the controller
+  # manager and scheduler unthrottled (their default 20 and 50 requests/s would be the floor
+  # of both the operator's and the direct writer's time).
+  MULTIGRES_E2E_NODE_PODS=${MULTIGRES_E2E_NODE_PODS:-3000} \
+    MULTIGRES_E2E_CONTROLLER_QPS=${MULTIGRES_E2E_CONTROLLER_QPS:-1000} \
+    e2e/scripts/cluster-up.sh >/dev/null
   started=1
 fi
 

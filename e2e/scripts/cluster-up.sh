@@ -20,7 +20,10 @@
 #   MULTIGRES_E2E_APISERVER_PORT, MULTIGRES_E2E_ETCD_PORT, MULTIGRES_E2E_ETCD_PEER_PORT,
 #   MULTIGRES_E2E_KCM_PORT, MULTIGRES_E2E_SCHEDULER_PORT, MULTIGRES_E2E_KWOK_PORT
 #   (these six: a free port in 20000-29999 when unset or 0).
-# Other env: MULTIGRES_E2E_NODES (3, in zones zone-a, zone-b, zone-c, ...), MULTIGRES_E2E_STARTUP_TIMEOUT (180 s per wait),
+# Other env: MULTIGRES_E2E_NODES (3, in zones zone-a, zone-b, zone-c, ...; at most 100),
+#   MULTIGRES_E2E_NODE_PODS (110, the kubelet default: pods each node holds; `make bench` raises it),
+#   MULTIGRES_E2E_CONTROLLER_QPS (unset: the components' defaults; the API request rate of
+#   kube-controller-manager and kube-scheduler, burst twice that), MULTIGRES_E2E_STARTUP_TIMEOUT (180 s per wait),
 #   MULTIGRES_E2E_KEEP_ON_FAILURE=1 (leave processes running after a failed start, for debugging),
 #   MULTIGRES_E2E_WORK, MULTIGRES_E2E_CACHE (see build-tools.sh).
 set -euo pipefail
@@ -31,7 +34,17 @@ source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 STARTUP_TIMEOUT=${MULTIGRES_E2E_STARTUP_TIMEOUT:-180}
 NODE_COUNT=${MULTIGRES_E2E_NODES:-3}
-[[ "$NODE_COUNT" =~ ^[1-9][0-9]*$ ]] || die "MULTIGRES_E2E_NODES must be a positive integer, got '$NODE_COUNT'"
+[[ "$NODE_COUNT" =~ ^[1-9][0-9]*$ ]] && ((NODE_COUNT <= 100)) ||
+  die "MULTIGRES_E2E_NODES must be an integer from 1 to 100, got '$NODE_COUNT'"
+NODE_PODS=${MULTIGRES_E2E_NODE_PODS:-110}
+[[ "$NODE_PODS" =~ ^[1-9][0-9]*$ ]] && ((NODE_PODS <= 60000)) ||
+  die "MULTIGRES_E2E_NODE_PODS must be an integer from 1 to 60000 (a node's /16 of pod IPs), got '$NODE_PODS'"
+CONTROLLER_QPS=${MULTIGRES_E2E_CONTROLLER_QPS:-}
+[[ -z "$CONTROLLER_QPS" || "$CONTROLLER_QPS" =~ ^[1-9][0-9]*$ ]] ||
+  die "MULTIGRES_E2E_CONTROLLER_QPS must be a positive integer, got '$CONTROLLER_QPS'"
+# Client rate flags for the controller manager and the scheduler (none: their own defaults).
+RATE_FLAGS=()
+[[ -z "$CONTROLLER_QPS" ]] || RATE_FLAGS=(--kube-api-qps="$CONTROLLER_QPS" --kube-api-burst="$((2 * CONTROLLER_QPS))")
 
 for tool in curl openssl setsid base64 sha256sum; do
   command -v "$tool" >/dev/null 2>&1 || die "'$tool' is required but not installed"
@@ -378,13 +391,13 @@ start kube-controller-manager "$BIN/kube-controller-manager" \
   --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
   --cluster-name=multigres-e2e --service-cluster-ip-range=10.96.0.0/16 \
   --node-monitor-period=25s --node-monitor-grace-period=3m20s \
-  --enable-hostpath-provisioner=true
+  --enable-hostpath-provisioner=true "${RATE_FLAGS[@]}"
 
 start kube-scheduler "$BIN/kube-scheduler" \
   --kubeconfig="$CFG/kube-scheduler.kubeconfig" \
   --bind-address=127.0.0.1 --secure-port="$SCHEDULER_PORT" \
   --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
-  --leader-elect=false
+  --leader-elect=false "${RATE_FLAGS[@]}"
 
 start kwok "$BIN/kwok" \
   --kubeconfig="$CFG/kwok.kubeconfig" --config="$CFG/kwok.yaml" \
@@ -419,13 +432,13 @@ metadata:
     node-role.kubernetes.io/agent: ""
     type: kwok
 spec:
-  podCIDR: 10.244.$i.0/24
-  podCIDRs: [10.244.$i.0/24]
+  podCIDR: 10.$((128 + i)).0.0/16
+  podCIDRs: [10.$((128 + i)).0.0/16]
 status:
   addresses:
   - {type: InternalIP, address: 192.0.2.$((i + 1))}
-  allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
-  capacity: {cpu: "32", memory: 256Gi, pods: "110"}
+  allocatable: {cpu: "32", memory: 256Gi, pods: "$NODE_PODS"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "$NODE_PODS"}
   nodeInfo:
     architecture: amd64
     operatingSystem: linux

@@ -12,6 +12,17 @@ impl Quantity {
     pub fn is_positive(self) -> bool {
         self.mantissa > 0
     }
+
+    /// The whole part of the amount (`3k` → 3000, `1500m` → 1), for counts such as a node's
+    /// `pods` allocatable, which the API server may write in either form. `None` if it overflows.
+    pub fn whole(self) -> Option<i128> {
+        let power = 10_i128.checked_pow(self.exponent.unsigned_abs())?;
+        if self.exponent >= 0 {
+            self.mantissa.checked_mul(power)
+        } else {
+            Some(self.mantissa / power)
+        }
+    }
 }
 
 /// Parses the Kubernetes quantity grammar: an optionally signed decimal number followed by a
@@ -111,6 +122,17 @@ mod tests {
         ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn whole_counts_read_either_spelling() {
+        let whole = |q: &str| parse(q).and_then(Quantity::whole);
+        assert_eq!(whole("3k"), Some(3000));
+        assert_eq!(whole("110"), Some(110));
+        assert_eq!(whole("1500m"), Some(1));
+        assert_eq!(whole("2Ki"), Some(2048));
+        assert_eq!(whole("1e-3"), Some(0));
+        assert_eq!(whole("1E"), Some(10_i128.pow(18)));
     }
 
     #[test]
