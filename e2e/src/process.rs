@@ -276,7 +276,28 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
 
 /// CPU time (user + system) the process has used, in seconds (from /proc/<pid>/stat).
 pub fn cpu_seconds(handler: &Handler) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", handler.pid())).unwrap_or_default();
+    stat_cpu_seconds(&format!("/proc/{}/stat", handler.pid()))
+}
+
+/// CPU time of the process's threads whose name starts with `prefix` (from
+/// /proc/<pid>/task/*/stat), e.g. the span exporter's own thread.
+pub fn thread_cpu_seconds(handler: &Handler, prefix: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", handler.pid())) else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.starts_with(prefix))
+        })
+        .map(|task| stat_cpu_seconds(&task.path().join("stat").to_string_lossy()))
+        .sum()
+}
+
+/// utime + stime of a /proc `stat` file, in seconds (0 when it cannot be read).
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name (which is in parentheses and may contain spaces).
     let fields: Vec<&str> = stat
         .rsplit_once(')')

@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use e2e::cluster::sample;
-use e2e::process::{Handler, cpu_seconds, metric_sum, peak_rss_kib, rss_kib, start_handler};
+use e2e::process::{
+    Handler, cpu_seconds, metric_sum, peak_rss_kib, rss_kib, start_handler, thread_cpu_seconds,
+};
 use e2e::{TestEnv, install_crds, wait_until};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -98,14 +100,44 @@ impl Mode {
 #[derive(Clone, Debug, Default)]
 struct Usage {
     cpu_s: f64,
+    /// CPU of the batch span processor's own thread (span batches turned into OTLP requests;
+    /// the gRPC transport's share runs on the Tokio workers and is not in it).
+    export_thread_cpu_s: f64,
     peak_rss_mib: f64,
     steady_rss_mib: f64,
     reconciles: u64,
+    spans_exported: u64,
 }
 
 impl Usage {
     fn cpu_ms_per_reconcile(&self) -> f64 {
         self.cpu_s * 1000.0 / self.reconciles.max(1) as f64
+    }
+    /// The export thread's share of the process's CPU, in percent.
+    fn export_thread_share(&self) -> f64 {
+        self.export_thread_cpu_s * 100.0 / self.cpu_s.max(f64::EPSILON)
+    }
+    fn spans_per_reconcile(&self) -> f64 {
+        self.spans_exported as f64 / self.reconciles.max(1) as f64
+    }
+}
+
+/// The name (as /proc shows it, 15 characters) of the SDK's batch span processor thread.
+const EXPORT_THREAD: &str = "OpenTelemetry";
+
+/// What a handler had used when the workload started (its start-up is not counted).
+#[derive(Clone, Copy, Default)]
+struct Start {
+    cpu_s: f64,
+    export_thread_cpu_s: f64,
+}
+
+impl Start {
+    fn of(h: &Handler) -> Start {
+        Start {
+            cpu_s: cpu_seconds(h),
+            export_thread_cpu_s: thread_cpu_seconds(h, EXPORT_THREAD),
+        }
     }
 }
 
@@ -253,8 +285,7 @@ struct Pair {
     ns: String,
     ch: Handler,
     rh: Handler,
-    /// CPU seconds each had used when the workload started (start-up is not counted).
-    cpu_at_start: (f64, f64),
+    at_start: (Start, Start),
     steady_rss_mib: (f64, f64),
 }
 
@@ -299,12 +330,12 @@ async fn overhead_repeat(
             ns,
             ch,
             rh,
-            cpu_at_start: (0.0, 0.0),
+            at_start: Default::default(),
             steady_rss_mib: (0.0, 0.0),
         });
     }
     for p in &mut pairs {
-        p.cpu_at_start = (cpu_seconds(&p.ch), cpu_seconds(&p.rh));
+        p.at_start = (Start::of(&p.ch), Start::of(&p.rh));
     }
     let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
     let namespaces: Vec<String> = pairs.iter().map(|p| p.ns.clone()).collect();
@@ -364,8 +395,8 @@ async fn overhead_repeat(
     tokio::time::sleep(Duration::from_secs(6)).await;
     let mut result = Vec::new();
     for p in &pairs {
-        let ch = usage(&p.ch, p.cpu_at_start.0, p.steady_rss_mib.0).await;
-        let rh = usage(&p.rh, p.cpu_at_start.1, p.steady_rss_mib.1).await;
+        let ch = usage(&p.ch, p.at_start.0, p.steady_rss_mib.0).await;
+        let rh = usage(&p.rh, p.at_start.1, p.steady_rss_mib.1).await;
         result.push((p.mode, ch, rh));
     }
     drop(pairs);
@@ -373,12 +404,15 @@ async fn overhead_repeat(
     result
 }
 
-async fn usage(h: &Handler, cpu_at_start: f64, steady_rss_mib: f64) -> Usage {
+async fn usage(h: &Handler, at_start: Start, steady_rss_mib: f64) -> Usage {
+    let metrics = h.metrics().await;
     Usage {
-        cpu_s: cpu_seconds(h) - cpu_at_start,
+        cpu_s: cpu_seconds(h) - at_start.cpu_s,
+        export_thread_cpu_s: thread_cpu_seconds(h, EXPORT_THREAD) - at_start.export_thread_cpu_s,
         peak_rss_mib: peak_rss_kib(h) as f64 / 1024.0,
         steady_rss_mib,
-        reconciles: h.reconciles().await,
+        reconciles: metric_sum(&metrics, "multigres_reconciles_total", |_| true),
+        spans_exported: metric_sum(&metrics, "multigres_spans_exported_total", |_| true),
     }
 }
 
@@ -472,7 +506,7 @@ async fn overhead(
     };
     out.push_str(&format!(
         "## Tracing overhead\n\n{n} clusters created, converged, scaled, converged and deleted per mode; the modes run side by side (each with its own two handler processes and namespace, the same operations sent to every namespace together), {repeats} repeats; median (min–max) over the repeats. CPU counts from the first create to the end of the run, start-up excluded.\n\n\
-         | handler | tracing | CPU s | CPU ms / reconcile | reconciles | peak RSS MiB | steady RSS MiB |\n|---|---|---|---|---|---|---|\n"
+         | handler | tracing | CPU s | CPU ms / reconcile | reconciles | spans exported / reconcile | export thread % of CPU | peak RSS MiB | steady RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n"
     ));
     let handlers = ["cluster-handler", "resource-handler"];
     let mut ratios = String::new();
@@ -484,11 +518,13 @@ async fn overhead(
                 summary(&us.iter().map(f).collect::<Vec<_>>(), digits)
             };
             out.push_str(&format!(
-                "| {handler} | {} | {} | {} | {} | {} | {} |\n",
+                "| {handler} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 mode.name(),
                 col(|u| u.cpu_s, 2),
                 col(Usage::cpu_ms_per_reconcile, 3),
                 col(|u| u.reconciles as f64, 0),
+                col(Usage::spans_per_reconcile, 2),
+                col(Usage::export_thread_share, 2),
                 col(|u| u.peak_rss_mib, 1),
                 col(|u| u.steady_rss_mib, 1),
             ));
