@@ -53,5 +53,5 @@ demo: ## Local cluster + both handlers + a sample cluster + the waterfall of its
 demo-down: ## Stop what `make demo` started
 	./scripts/demo-down.sh
 
-bench: ## Tracing overhead (off / 100% / 1%, interleaved) and convergence at scale; BENCH_ARGS="--clusters 20"
+bench: ## Span work, tracing overhead (off / 100% / 1% side by side) and convergence at scale; BENCH_ARGS="--clusters 20"
 	./scripts/bench.sh $(BENCH_ARGS)

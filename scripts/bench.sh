@@ -2,7 +2,8 @@
 # `make bench`: the in-process span-work microbenchmark (criterion), then tracing overhead and
 # convergence at scale against the local control plane (release builds). Arguments go to the
 # e2e `bench` binary: --clusters N (100) --repeats R (3) --scale-clusters N (1000)
-# --skip-overhead --skip-scale --modes off,on,1%,down. Report: stdout and bench/results/<date>.md.
+# --skip-overhead --skip-scale --modes off,on,1%,down. Report: stdout and bench/results/<date>.md
+# (<date>-2.md, ... for later runs that day).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
@@ -29,10 +30,15 @@ if [[ ${E2E_USE_EXISTING:-0} != 1 ]]; then
   started=1
 fi
 
-target=${CARGO_TARGET_DIR:-target}
-"$target/release/bench" "$@"
-
+# One report per run: a second run on the same day gets <date>-2.md, and so on.
 report="bench/results/$(date +%Y-%m-%d).md"
+for ((i = 2; ; i++)); do
+  [[ -e $report ]] || break
+  report="bench/results/$(date +%Y-%m-%d)-$i.md"
+done
+target=${CARGO_TARGET_DIR:-target}
+BENCH_REPORT=$report "$target/release/bench" "$@"
+
 {
   echo "## In-process span work (criterion)"
   echo

@@ -123,15 +123,13 @@ mod tests {
         kube::Client::new(service, "default")
     }
 
-    /// Every test here runs under a span-capturing subscriber: tracing caches per call site
-    /// whether anyone listens, so a test running without a subscriber on another thread could
-    /// switch off the `apply` spans for the test that checks them.
+    /// Every test here runs under a span-capturing subscriber (see `scoped_default`).
     fn capture_spans() -> (
         impl Fn() -> Vec<opentelemetry_sdk::trace::SpanData>,
         tracing::subscriber::DefaultGuard,
     ) {
         let (spans, subscriber) = shared::testsupport::span_capture();
-        (spans, tracing::subscriber::set_default(subscriber))
+        (spans, shared::testsupport::scoped_default(subscriber))
     }
 
     fn gateway(name: &str) -> MultiGateway {

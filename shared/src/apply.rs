@@ -393,7 +393,7 @@ mod tests {
     async fn only_a_write_makes_an_apply_span() {
         let (spy, _, subscriber) =
             crate::telemetry::tests::test_subscriber(&[], crate::cli::LogFormat::Json);
-        let _default = tracing::subscriber::set_default(subscriber);
+        let _default = crate::testsupport::scoped_default(subscriber);
         let (client, _) = echo_client();
         let api: Api<ConfigMap> = Api::namespaced(client, "default");
         let mut object = config_map("v", "", None);

@@ -108,10 +108,26 @@ pub mod startup {
     }
 }
 
+/// Makes `subscriber` this thread's default until the guard drops, such that this thread's spans
+/// reach it whatever other test threads do meanwhile. tracing caches per call site whether anyone
+/// listens, for the whole process; while only one dispatcher exists, a call site first reached on
+/// a thread without a subscriber is cached as "never", and a test that checks that call site's
+/// spans sees none. A dispatcher that lives as long as the process makes every later call site
+/// ask all live subscribers, and the rebuild clears what was cached before this one came.
+pub fn scoped_default(
+    subscriber: impl tracing::Subscriber + Send + Sync + 'static,
+) -> tracing::subscriber::DefaultGuard {
+    static ANCHOR: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    ANCHOR.get_or_init(|| tracing::Dispatch::new(tracing_subscriber::registry()));
+    let guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
+    guard
+}
+
 /// A subscriber that exports spans to memory, for tests in other crates (feature
 /// `test-support`). Returns a function
-/// listing the finished spans, and the subscriber (install it with
-/// `tracing::subscriber::set_default` on a current-thread runtime).
+/// listing the finished spans, and the subscriber (install it with [`scoped_default`] on a
+/// current-thread runtime).
 #[cfg(feature = "test-support")]
 pub fn span_capture() -> (
     impl Fn() -> Vec<opentelemetry_sdk::trace::SpanData>,

@@ -808,9 +808,14 @@ async fn main() {
     let mut out = format!(
         "# Benchmarks {date}\n\nMachine: {machine}; local control plane (kube-apiserver, etcd, controller-manager, scheduler, kwok, Tempo). Command: `{command}` (via `make bench`), release builds.\n\n"
     );
-    let dir = e2e::env::repo_root().join("bench/results");
-    std::fs::create_dir_all(&dir).expect("bench/results");
-    let path = dir.join(format!("{date}.md"));
+    // `make bench` names the file (one per run); run by hand, it is bench/results/<date>.md.
+    let path = match std::env::var_os("BENCH_REPORT") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => e2e::env::repo_root().join(format!("bench/results/{date}.md")),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).expect("the report's directory");
+    }
     // Written after each part, so a part that fails keeps the figures of the ones before.
     let save = |out: &str| {
         std::fs::write(&path, out).expect("results file");

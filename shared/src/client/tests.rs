@@ -52,7 +52,7 @@ async fn patch(client: &Client) {
 #[tokio::test]
 async fn a_request_inside_a_reconcile_gets_a_client_span_and_carries_its_context() {
     let (spy, _, subscriber) = test_subscriber(&[], LogFormat::Json);
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _default = crate::testsupport::scoped_default(subscriber);
     let (client, seen) = fake_client(StatusCode::OK);
     let reconcile = tracing::info_span!("reconcile Etcd");
     let trace_id = reconcile.context().span().span_context().trace_id();
@@ -101,7 +101,7 @@ async fn a_request_inside_a_reconcile_gets_a_client_span_and_carries_its_context
 #[tokio::test]
 async fn server_errors_mark_the_span_but_a_missing_object_on_a_read_does_not() {
     let (spy, _, subscriber) = test_subscriber(&[], LogFormat::Json);
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _default = crate::testsupport::scoped_default(subscriber);
     let (failing, _) = fake_client(StatusCode::INTERNAL_SERVER_ERROR);
     patch(&failing)
         .instrument(tracing::info_span!("reconcile A"))
@@ -131,7 +131,7 @@ async fn server_errors_mark_the_span_but_a_missing_object_on_a_read_does_not() {
 #[tokio::test]
 async fn requests_outside_a_reconcile_and_watches_are_not_spanned() {
     let (spy, _, subscriber) = test_subscriber(&[], LogFormat::Json);
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _default = crate::testsupport::scoped_default(subscriber);
     let (client, seen) = fake_client(StatusCode::OK);
     patch(&client).await;
     let watch = Request::get("/api/v1/pods?watch=true")

@@ -243,7 +243,7 @@ mod tests {
         fail: bool,
     ) -> (opentelemetry_sdk::trace::SpanData, Vec<String>) {
         let (spy, logs, subscriber) = test_subscriber(&[], LogFormat::Json);
-        let _default = tracing::subscriber::set_default(subscriber);
+        let _default = crate::testsupport::scoped_default(subscriber);
         let span = reconcile_span_at(obj, "etcd", observed, now, Duration::from_secs(600)).span;
         let result: Result<(), String> = run_in(span, async move {
             tracing::info!("building");

@@ -82,7 +82,7 @@ fn config(env: &[(&str, &str)]) -> TelemetryConfig {
 }
 
 /// The layers `init` installs over a simple in-memory exporter and a captured writer, as a
-/// subscriber for `tracing::subscriber::set_default` (async tests on a current-thread runtime).
+/// subscriber for `testsupport::scoped_default` (async tests on a current-thread runtime).
 pub(crate) fn test_subscriber(
     env: &[(&str, &str)],
     format: LogFormat,
@@ -106,7 +106,8 @@ pub(crate) fn test_subscriber(
 /// Runs `f` under the same layers `init` installs, with a simple in-memory exporter.
 fn with_pipeline(env: &[(&str, &str)], format: LogFormat, f: impl FnOnce()) -> (Spy, Capture) {
     let (spy, capture, subscriber) = test_subscriber(env, format);
-    tracing::subscriber::with_default(subscriber, f);
+    let _default = crate::testsupport::scoped_default(subscriber);
+    f();
     (spy, capture)
 }
 
@@ -313,12 +314,14 @@ async fn unreachable_collector(protocol: Protocol, dead: Dead) {
 
     let started = Instant::now();
     let mut peak = 0;
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layers), || {
+    {
+        let _default =
+            crate::testsupport::scoped_default(tracing_subscriber::registry().with(layers));
         for i in 0..1000 {
             tracing::info_span!("reconcile Etcd", i).in_scope(|| {});
             peak = peak.max(counters.in_flight());
         }
-    });
+    }
     let elapsed = started.elapsed();
     // Generous for debug builds on a busy machine; a network wait would be seconds.
     assert!(
