@@ -674,7 +674,9 @@ async fn node_pod_capacity(client: &Client) -> u64 {
         .sum()
 }
 
-async fn scale(client: &Client, n: usize, out: &mut String) {
+/// Convergence at scale. The operator's figures are saved (`save`) before the floor starts, so a
+/// floor that cannot finish does not take them with it.
+async fn scale(client: &Client, n: usize, out: &mut String, save: &dyn Fn(&str)) {
     // More pods than the nodes hold would leave the clusters Progressing until the timeout.
     let capacity = node_pod_capacity(client).await;
     let needed = n as u64 * PODS_PER_CLUSTER;
@@ -725,6 +727,19 @@ Not run: {n} clusters need {needed} pods and the nodes hold {capacity} (raise th
     );
     let objects = made_objects(client, &ns).await;
     drop((ch, rh));
+    let per = |v: u64| v as f64 / n as f64;
+    out.push_str(&format!(
+        "## Convergence at scale\n\n{n} minimal clusters applied at once ({CONCURRENCY} concurrent creates), tracing off.\n\n\
+         | figure | value |\n|---|---|\n\
+         | first apply → all Healthy (operator) | {operator:.1} s |\n\
+         | API requests per cluster | {} |\n\
+         | writes during 2 steady-state resyncs ({steady_reconciles} reconciles; target 0) | {steady_writes} |\n\
+         | peak RSS cluster-handler / resource-handler | {:.1} / {:.1} MiB |\n",
+        by_verb.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k} {:.1}", per(*v))).collect::<Vec<_>>().join(", "),
+        peaks.0,
+        peaks.1,
+    ));
+    save(out);
     // The floor's pods need the room the operator's pods take.
     delete_namespace(client, &ns).await;
 
@@ -757,22 +772,11 @@ Not run: {n} clusters need {needed} pods and the nodes hold {capacity} (raise th
     workloads_ready(client, &floor_ns, sts, deploys).await;
     let floor = started.elapsed().as_secs_f64();
     delete_namespace(client, &floor_ns).await;
-
-    let per = |v: u64| v as f64 / n as f64;
     out.push_str(&format!(
-        "## Convergence at scale\n\n{n} minimal clusters applied at once ({CONCURRENCY} concurrent creates), tracing off.\n\n\
-         | figure | value |\n|---|---|\n\
-         | first apply → all Healthy (operator) | {operator:.1} s |\n\
-         | the same {} objects written directly, until their workloads are ready (floor) | {floor:.1} s |\n\
-         | operator ÷ floor (target ≤ 1.5) | {:.2} |\n\
-         | API requests per cluster | {} |\n\
-         | writes during 2 steady-state resyncs ({steady_reconciles} reconciles; target 0) | {steady_writes} |\n\
-         | peak RSS cluster-handler / resource-handler | {:.1} / {:.1} MiB |\n\n",
+        "| the same {} objects written directly, until their workloads are ready (floor) | {floor:.1} s |\n\
+         | operator ÷ floor (target ≤ 1.5) | {:.2} |\n\n",
         objects.len(),
         operator / floor,
-        by_verb.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k} {:.1}", per(*v))).collect::<Vec<_>>().join(", "),
-        peaks.0,
-        peaks.1,
     ));
 }
 
@@ -826,7 +830,7 @@ async fn main() {
         save(&out);
     }
     if !a.skip_scale {
-        scale(&client, a.scale_clusters, &mut out).await;
+        scale(&client, a.scale_clusters, &mut out, &save).await;
         save(&out);
     }
     println!("{out}");
