@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 
-.PHONY: help build test audit unit lint fmt manifests e2e demo demo-down bench bench-profile cluster-up cluster-down cluster-smoke deps
+.PHONY: help build test audit unit lint fmt manifests e2e demo demo-down bench cluster-up cluster-down cluster-smoke deps
 
 help: ## List the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -55,6 +55,3 @@ demo-down: ## Stop what `make demo` started
 
 bench: ## Span work, tracing overhead (off / 100% / 1% side by side) and convergence at scale; BENCH_ARGS="--clusters 20"
 	./scripts/bench.sh $(BENCH_ARGS)
-
-bench-profile: ## perf profile of the handlers, tracing off vs 100%: exporter, tracing layers, allocator shares; needs perf
-	./scripts/bench-profile.sh $(PROFILE_CLUSTERS)
