@@ -334,6 +334,7 @@ async fn overhead_repeat(
             steady_rss_mib: (0.0, 0.0),
         });
     }
+    // Read once every pair is up, so no mode's count includes another mode's start-up load.
     for p in &mut pairs {
         p.at_start = (Start::of(&p.ch), Start::of(&p.rh));
     }
@@ -405,14 +406,15 @@ async fn overhead_repeat(
 }
 
 async fn usage(h: &Handler, at_start: Start, steady_rss_mib: f64) -> Usage {
-    let metrics = h.metrics().await;
     Usage {
         cpu_s: cpu_seconds(h) - at_start.cpu_s,
         export_thread_cpu_s: thread_cpu_seconds(h, EXPORT_THREAD) - at_start.export_thread_cpu_s,
         peak_rss_mib: peak_rss_kib(h) as f64 / 1024.0,
         steady_rss_mib,
-        reconciles: metric_sum(&metrics, "multigres_reconciles_total", |_| true),
-        spans_exported: metric_sum(&metrics, "multigres_spans_exported_total", |_| true),
+        reconciles: h.reconciles().await,
+        spans_exported: metric_sum(&h.metrics().await, "multigres_spans_exported_total", |_| {
+            true
+        }),
     }
 }
 
