@@ -23,9 +23,12 @@ trap down EXIT
 if [[ ${E2E_USE_EXISTING:-0} != 1 ]]; then
   # Room for 1000 minimal clusters (8 pods each) on the three kwok nodes, and the controller
   # manager and scheduler unthrottled (their default 20 and 50 requests/s would be the floor
-  # of both the operator's and the direct writer's time).
+  # of both the operator's and the direct writer's time). The API server traces only requests
+  # that carry a sampled traceparent (the traced operator's), not every controller's and kwok's:
+  # exporting those took 60% of a core in Tempo and slowed every mode alike.
   MULTIGRES_E2E_NODE_PODS=${MULTIGRES_E2E_NODE_PODS:-3000} \
     MULTIGRES_E2E_CONTROLLER_QPS=${MULTIGRES_E2E_CONTROLLER_QPS:-1000} \
+    MULTIGRES_E2E_APISERVER_SAMPLING=${MULTIGRES_E2E_APISERVER_SAMPLING:-0} \
     e2e/scripts/cluster-up.sh >/dev/null
   started=1
 fi

@@ -23,7 +23,10 @@
 # Other env: MULTIGRES_E2E_NODES (3, in zones zone-a, zone-b, zone-c, ...; at most 100),
 #   MULTIGRES_E2E_NODE_PODS (110, the kubelet default: pods each node holds; `make bench` raises it),
 #   MULTIGRES_E2E_CONTROLLER_QPS (unset: the components' defaults; the API request rate of
-#   kube-controller-manager and kube-scheduler, burst twice that), MULTIGRES_E2E_STARTUP_TIMEOUT (180 s per wait),
+#   kube-controller-manager and kube-scheduler, burst twice that),
+#   MULTIGRES_E2E_APISERVER_SAMPLING (1000000: the API server's sampling rate per million for
+#   requests that carry no sampled traceparent; requests from a traced operator are always traced,
+#   as the API server samples parent-based; `make bench` sets 0), MULTIGRES_E2E_STARTUP_TIMEOUT (180 s per wait),
 #   MULTIGRES_E2E_KEEP_ON_FAILURE=1 (leave processes running after a failed start, for debugging),
 #   MULTIGRES_E2E_WORK, MULTIGRES_E2E_CACHE (see build-tools.sh).
 set -euo pipefail
@@ -40,6 +43,9 @@ NODE_PODS=${MULTIGRES_E2E_NODE_PODS:-110}
 [[ "$NODE_PODS" =~ ^[1-9][0-9]*$ ]] && ((NODE_PODS <= 60000)) ||
   die "MULTIGRES_E2E_NODE_PODS must be an integer from 1 to 60000 (a node's /16 of pod IPs), got '$NODE_PODS'"
 CONTROLLER_QPS=${MULTIGRES_E2E_CONTROLLER_QPS:-}
+APISERVER_SAMPLING=${MULTIGRES_E2E_APISERVER_SAMPLING:-1000000}
+[[ "$APISERVER_SAMPLING" =~ ^(0|[1-9][0-9]*)$ ]] && ((APISERVER_SAMPLING <= 1000000)) ||
+  die "MULTIGRES_E2E_APISERVER_SAMPLING must be an integer from 0 to 1000000 (per million), got '$APISERVER_SAMPLING'"
 [[ -z "$CONTROLLER_QPS" || "$CONTROLLER_QPS" =~ ^[1-9][0-9]*$ ]] ||
   die "MULTIGRES_E2E_CONTROLLER_QPS must be a positive integer, got '$CONTROLLER_QPS'"
 # Client rate flags for the controller manager and the scheduler (none: their own defaults).
@@ -228,12 +234,13 @@ kubeconfig "$CFG/kube-controller-manager.kubeconfig" system:kube-controller-mana
 kubeconfig "$CFG/kube-scheduler.kubeconfig" system:kube-scheduler kube-scheduler
 kubeconfig "$CFG/kwok.kubeconfig" kwok-controller kwok
 
-# API server tracing: every request is sampled and exported to Tempo's OTLP gRPC receiver.
+# API server tracing, exported to Tempo's OTLP gRPC receiver: a request with a sampled traceparent
+# is always traced (parent-based); others at APISERVER_SAMPLING per million (default: all).
 cat >"$CFG/apiserver-tracing.yaml" <<EOF
 apiVersion: apiserver.config.k8s.io/v1
 kind: TracingConfiguration
 endpoint: 127.0.0.1:$OTLP_GRPC_PORT
-samplingRatePerMillion: 1000000
+samplingRatePerMillion: $APISERVER_SAMPLING
 EOF
 
 # Tempo 2.x single binary (target all), local storage, everything on loopback. Short idle/flush

@@ -51,6 +51,7 @@ where
         let kind = K::kind(&()).to_string();
         let stream = watcher(api, config)
             .default_backoff()
+            .modify(drop_managed_fields)
             .reflect_shared(self.writer)
             .for_each(move |event| {
                 if let Err(err) = event {
@@ -66,6 +67,13 @@ where
         });
         Cache::new(self.store)
     }
+}
+
+/// Nothing reads `metadata.managedFields` from a cache, and it is often the largest part of a
+/// cached workload (one entry per field manager, with every field it owns): dropped on arrival,
+/// it costs no memory.
+fn drop_managed_fields<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
 }
 
 /// A watch cache whose readiness any number of reconciles may await at once.

@@ -676,6 +676,22 @@ async fn node_pod_capacity(client: &Client) -> u64 {
         .sum()
 }
 
+/// Adds a handler's patches per resource (`statefulsets`, `etcds/status`, ...) to `into`.
+fn patches_by_resource(metrics: &str, into: &mut BTreeMap<String, u64>) {
+    let prefix = "multigres_api_requests_total{verb=\"patch\",resource=\"";
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix(prefix) else {
+            continue;
+        };
+        let (Some((resource, _)), Some((_, value))) = (rest.split_once('"'), rest.rsplit_once(' '))
+        else {
+            continue;
+        };
+        *into.entry(resource.to_string()).or_default() +=
+            value.parse::<f64>().unwrap_or(0.0) as u64;
+    }
+}
+
 /// Convergence at scale. The operator's figures are saved (`save`) before the floor starts, so a
 /// floor that cannot finish does not take them with it.
 async fn scale(client: &Client, n: usize, out: &mut String, save: &dyn Fn(&str)) {
@@ -706,8 +722,10 @@ Not run: {n} clusters need {needed} pods and the nodes hold {capacity} (raise th
     wait_all_healthy(client, &ns, n).await;
     let operator = started.elapsed().as_secs_f64();
     let mut by_verb: BTreeMap<String, u64> = BTreeMap::new();
+    let mut patches: BTreeMap<String, u64> = BTreeMap::new();
     for h in [&ch, &rh] {
         let text = h.metrics().await;
+        patches_by_resource(&text, &mut patches);
         for verb in [
             "get", "list", "watch", "create", "patch", "update", "delete",
         ] {
@@ -735,9 +753,11 @@ Not run: {n} clusters need {needed} pods and the nodes hold {capacity} (raise th
          | figure | value |\n|---|---|\n\
          | first apply → all Healthy (operator) | {operator:.1} s |\n\
          | API requests per cluster | {} |\n\
+         | patches per cluster by resource | {} |\n\
          | writes during 2 steady-state resyncs ({steady_reconciles} reconciles; target 0) | {steady_writes} |\n\
          | peak RSS cluster-handler / resource-handler | {:.1} / {:.1} MiB |\n",
         by_verb.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k} {:.1}", per(*v))).collect::<Vec<_>>().join(", "),
+        patches.iter().map(|(k, v)| format!("{k} {:.1}", per(*v))).collect::<Vec<_>>().join(", "),
         peaks.0,
         peaks.1,
     ));
