@@ -43,14 +43,14 @@ NODE_PODS=${MULTIGRES_E2E_NODE_PODS:-110}
 [[ "$NODE_PODS" =~ ^[1-9][0-9]*$ ]] && ((NODE_PODS <= 60000)) ||
   die "MULTIGRES_E2E_NODE_PODS must be an integer from 1 to 60000 (a node's /16 of pod IPs), got '$NODE_PODS'"
 CONTROLLER_QPS=${MULTIGRES_E2E_CONTROLLER_QPS:-}
-APISERVER_SAMPLING=${MULTIGRES_E2E_APISERVER_SAMPLING:-1000000}
-[[ "$APISERVER_SAMPLING" =~ ^(0|[1-9][0-9]*)$ ]] && ((APISERVER_SAMPLING <= 1000000)) ||
-  die "MULTIGRES_E2E_APISERVER_SAMPLING must be an integer from 0 to 1000000 (per million), got '$APISERVER_SAMPLING'"
 [[ -z "$CONTROLLER_QPS" || "$CONTROLLER_QPS" =~ ^[1-9][0-9]*$ ]] ||
   die "MULTIGRES_E2E_CONTROLLER_QPS must be a positive integer, got '$CONTROLLER_QPS'"
 # Client rate flags for the controller manager and the scheduler (none: their own defaults).
 RATE_FLAGS=()
 [[ -z "$CONTROLLER_QPS" ]] || RATE_FLAGS=(--kube-api-qps="$CONTROLLER_QPS" --kube-api-burst="$((2 * CONTROLLER_QPS))")
+APISERVER_SAMPLING=${MULTIGRES_E2E_APISERVER_SAMPLING:-1000000}
+[[ "$APISERVER_SAMPLING" =~ ^(0|[1-9][0-9]*)$ ]] && ((APISERVER_SAMPLING <= 1000000)) ||
+  die "MULTIGRES_E2E_APISERVER_SAMPLING must be an integer from 0 to 1000000 (per million), got '$APISERVER_SAMPLING'"
 
 for tool in curl openssl setsid base64 sha256sum; do
   command -v "$tool" >/dev/null 2>&1 || die "'$tool' is required but not installed"

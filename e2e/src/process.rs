@@ -207,19 +207,43 @@ fn tail(path: &PathBuf, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Sum of the samples of metric `name` whose label text (`{...}`) passes `filter`.
-pub fn metric_sum(text: &str, name: &str, filter: impl Fn(&str) -> bool) -> u64 {
+/// The samples of metric `name` as (label text `{...}`, value).
+fn samples<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = (&'a str, u64)> + 'a {
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
+        .filter_map(move |l| {
             let (series, value) = l.rsplit_once(' ')?;
             let labels = series.strip_prefix(name)?;
             (labels.is_empty() || labels.starts_with('{')).then_some((labels, value))
         })
+        .filter_map(|(labels, value)| Some((labels, value.parse::<f64>().ok()? as u64)))
+}
+
+/// Sum of the samples of metric `name` whose label text (`{...}`) passes `filter`.
+pub fn metric_sum(text: &str, name: &str, filter: impl Fn(&str) -> bool) -> u64 {
+    samples(text, name)
         .filter(|(labels, _)| filter(labels))
-        .filter_map(|(_, value)| value.parse::<f64>().ok())
-        .map(|v| v as u64)
+        .map(|(_, v)| v)
         .sum()
+}
+
+/// Adds the samples of metric `name` whose label text passes `filter` to `into`, keyed by the
+/// value of their label `label` (e.g. requests by `resource`).
+pub fn metric_sum_by(
+    text: &str,
+    name: &str,
+    label: &str,
+    filter: impl Fn(&str) -> bool,
+    into: &mut std::collections::BTreeMap<String, u64>,
+) {
+    let key = format!("{label}=\"");
+    for (labels, value) in samples(text, name).filter(|(labels, _)| filter(labels)) {
+        if let Some((_, rest)) = labels.split_once(&key)
+            && let Some((found, _)) = rest.split_once('"')
+        {
+            *into.entry(found.to_string()).or_default() += value;
+        }
+    }
 }
 
 /// Starts `bin` (watching only `ns` when given) with `args` and extra `env`, and waits until it
@@ -342,6 +366,30 @@ mod tests {
         assert_eq!(
             metric_sum(text, "multigres_api_requests_total", |_| true),
             8
+        );
+    }
+
+    #[test]
+    fn sums_by_label_value() {
+        let text = "multigres_api_requests_total{verb=\"patch\",resource=\"etcds/status\"} 2\nmultigres_api_requests_total{verb=\"get\",resource=\"etcds/status\"} 5\nmultigres_api_requests_total{verb=\"patch\",resource=\"services\"} 1\n";
+        let mut by = std::collections::BTreeMap::new();
+        metric_sum_by(
+            text,
+            "multigres_api_requests_total",
+            "resource",
+            |l| l.contains("patch"),
+            &mut by,
+        );
+        metric_sum_by(
+            text,
+            "multigres_api_requests_total",
+            "resource",
+            |l| l.contains("patch"),
+            &mut by,
+        );
+        assert_eq!(
+            by,
+            [("etcds/status".to_string(), 4), ("services".to_string(), 2)].into()
         );
     }
 }

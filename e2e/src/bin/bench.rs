@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use e2e::cluster::sample;
 use e2e::process::{
-    Handler, cpu_seconds, metric_sum, peak_rss_kib, rss_kib, start_handler, thread_cpu_seconds,
+    Handler, cpu_seconds, metric_sum, metric_sum_by, peak_rss_kib, rss_kib, start_handler,
+    thread_cpu_seconds,
 };
 use e2e::{TestEnv, install_crds, wait_until};
 use futures::StreamExt;
@@ -676,22 +677,6 @@ async fn node_pod_capacity(client: &Client) -> u64 {
         .sum()
 }
 
-/// Adds a handler's patches per resource (`statefulsets`, `etcds/status`, ...) to `into`.
-fn patches_by_resource(metrics: &str, into: &mut BTreeMap<String, u64>) {
-    let prefix = "multigres_api_requests_total{verb=\"patch\",resource=\"";
-    for line in metrics.lines() {
-        let Some(rest) = line.strip_prefix(prefix) else {
-            continue;
-        };
-        let (Some((resource, _)), Some((_, value))) = (rest.split_once('"'), rest.rsplit_once(' '))
-        else {
-            continue;
-        };
-        *into.entry(resource.to_string()).or_default() +=
-            value.parse::<f64>().unwrap_or(0.0) as u64;
-    }
-}
-
 /// Convergence at scale. The operator's figures are saved (`save`) before the floor starts, so a
 /// floor that cannot finish does not take them with it.
 async fn scale(client: &Client, n: usize, out: &mut String, save: &dyn Fn(&str)) {
@@ -725,7 +710,13 @@ Not run: {n} clusters need {needed} pods and the nodes hold {capacity} (raise th
     let mut patches: BTreeMap<String, u64> = BTreeMap::new();
     for h in [&ch, &rh] {
         let text = h.metrics().await;
-        patches_by_resource(&text, &mut patches);
+        metric_sum_by(
+            &text,
+            "multigres_api_requests_total",
+            "resource",
+            |l| l.contains("verb=\"patch\"") && !l.contains("resource=\"leases\""),
+            &mut patches,
+        );
         for verb in [
             "get", "list", "watch", "create", "patch", "update", "delete",
         ] {
