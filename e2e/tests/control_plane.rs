@@ -311,27 +311,32 @@ async fn the_api_server_links_the_trace_of_an_ordinary_caller() {
 
         let tempo = Tempo::new(&env.tempo_url);
         let (trace_id, span_id) = tempo::new_ids();
-        traced_get(&reader, &format!("/api/v1/namespaces/{}/pods", ns.name), &trace_id, &span_id).await;
-        // Not a privileged caller: the API server starts its own trace, linked to our span.
-        let query = format!("{{ link:traceID = \"{trace_id}\" }}");
-        let linked = wait_until("an apiserver trace linking to our span", TIMEOUT, || {
-            let (tempo, query) = (tempo.clone(), query.clone());
+        let path = format!("/api/v1/namespaces/{}/pods", ns.name);
+        traced_get(&reader, &path, &trace_id, &span_id).await;
+        // Not a privileged caller: the API server starts its own trace, linked to our span. Tempo's
+        // `link:traceID` search misses some linked spans (about 1 run in 25 here), so the
+        // candidates are found by the request's path (this test's namespace is unique) and the
+        // link is read from each whole trace.
+        let query = format!("{{ resource.service.name = \"apiserver\" && span.url.path = \"{path}\" }}");
+        let (linked, server) = wait_until("an apiserver trace linking to our span", TIMEOUT, || {
+            let (tempo, query, trace_id) = (tempo.clone(), query.clone(), trace_id.clone());
             async move {
-                let ids = tempo.search(&query, Duration::from_secs(600)).await?;
-                ids.into_iter().next().ok_or_else(|| format!("no trace matches {query} yet"))
+                let mut seen = Vec::new();
+                for id in tempo.search(&query, Duration::from_secs(600)).await? {
+                    let spans = tempo.trace(&id).await?.unwrap_or_default();
+                    let linking = spans.into_iter().find(|s| {
+                        s.service == "apiserver" && s.kind == "SPAN_KIND_SERVER" && s.links.iter().any(|(t, _)| *t == trace_id)
+                    });
+                    match linking {
+                        Some(server) => return Ok((id, server)),
+                        None => seen.push(id),
+                    }
+                }
+                Err(format!("no trace matching {query} links to {trace_id} yet (traces seen: {seen:?})"))
             }
         })
         .await;
         assert_ne!(linked, trace_id, "a new trace, not ours");
-        let spans = wait_until("the linked trace by id", TIMEOUT, || {
-            let (tempo, linked) = (tempo.clone(), linked.clone());
-            async move { tempo.trace(&linked).await?.ok_or_else(|| "not found yet".to_string()) }
-        })
-        .await;
-        let server = spans
-            .iter()
-            .find(|s| s.service == "apiserver" && s.kind == "SPAN_KIND_SERVER" && !s.links.is_empty())
-            .unwrap_or_else(|| panic!("no linked server span in {spans:?}"));
         assert!(server.is_root(), "the apiserver span starts the new trace: {server:?}");
         assert_eq!(server.links, vec![(trace_id.clone(), span_id.clone())]);
         // And our own trace id holds no apiserver span.
