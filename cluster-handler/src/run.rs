@@ -84,6 +84,7 @@ async fn controllers(
         common.watch_api::<MultigresCluster>(&client),
         watcher::Config::default(),
     )
+    .with_config(common.controller_config())
     .owns_shared_stream(etcd_events)
     .owns_shared_stream(cell_events)
     .graceful_shutdown_on(stop.clone())
@@ -93,6 +94,7 @@ async fn controllers(
         common.watch_api::<Cell>(&client),
         watcher::Config::default(),
     )
+    .with_config(common.controller_config())
     .owns_shared_stream(gateway_events)
     .owns_shared_stream(orch_events)
     .owns_shared_stream(pooler_events)

@@ -77,26 +77,36 @@ async fn controllers(
         metrics,
     });
     tracing::info!("multigres-resource-handler is running");
+    let config = common.controller_config();
     futures::join!(
         run_controller(
             common.watch_api::<Etcd>(&client),
             etcd_owns,
             ctx.clone(),
+            config.clone(),
             stop.clone()
         ),
         run_controller(
             common.watch_api::<MultiPooler>(&client),
             pooler_owns,
             ctx.clone(),
+            config.clone(),
             stop.clone()
         ),
         run_controller(
             common.watch_api::<MultiGateway>(&client),
             gateway_owns,
             ctx.clone(),
+            config.clone(),
             stop.clone()
         ),
-        run_controller(common.watch_api::<MultiOrch>(&client), orch_owns, ctx, stop),
+        run_controller(
+            common.watch_api::<MultiOrch>(&client),
+            orch_owns,
+            ctx,
+            config,
+            stop
+        ),
     );
     Ok(())
 }
@@ -106,6 +116,7 @@ async fn run_controller<C, W>(
     api: Api<C>,
     (workloads, services): (ReflectHandle<W>, ReflectHandle<Service>),
     ctx: Arc<Context>,
+    config: kube::runtime::controller::Config,
     stop: Stop,
 ) where
     C: Component + kube::Resource<DynamicType = ()>,
@@ -118,6 +129,7 @@ async fn run_controller<C, W>(
         + 'static,
 {
     Controller::new(api, watcher::Config::default())
+        .with_config(config)
         .owns_shared_stream(workloads)
         .owns_shared_stream(services)
         .graceful_shutdown_on(stop)

@@ -33,6 +33,13 @@ pub struct CommonArgs {
     #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub resync: Duration,
 
+    /// Reconciles each controller runs at once (0: no limit). A burst of new objects then
+    /// reaches the API server as a steady stream: unbounded, a thousand Service creates at once
+    /// queue behind the API server's cluster-IP allocator past its 34 s write timeout, and every
+    /// retry adds to the queue.
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 16)]
+    pub max_concurrent_reconciles: u16,
+
     /// Address of the admin endpoint (/healthz, /readyz, /metrics).
     #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:8080")]
     pub admin_addr: std::net::SocketAddr,
@@ -66,6 +73,11 @@ pub struct LeaderElectionArgs {
 }
 
 impl CommonArgs {
+    /// Controller settings from the flags: the concurrency bound.
+    pub fn controller_config(&self) -> kube::runtime::controller::Config {
+        kube::runtime::controller::Config::default().concurrency(self.max_concurrent_reconciles)
+    }
+
     /// An API for `K` in the watched scope: one namespace, or all of them.
     pub fn watch_api<K>(&self, client: &kube::Client) -> kube::Api<K>
     where
@@ -110,6 +122,26 @@ mod tests {
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        common: CommonArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<CommonArgs, clap::Error> {
+        use clap::Parser;
+        Cli::try_parse_from(std::iter::once("handler").chain(args.iter().copied())).map(|c| c.common)
+    }
+
+    #[test]
+    fn reconciles_are_bounded_unless_asked_otherwise() {
+        assert_eq!(parse(&[]).expect("defaults").max_concurrent_reconciles, 16);
+        let unbounded = parse(&["--max-concurrent-reconciles", "0"]).expect("0");
+        assert_eq!(unbounded.max_concurrent_reconciles, 0);
+        let err = parse(&["--max-concurrent-reconciles=-1"]).expect_err("negative");
+        assert!(err.to_string().contains("max-concurrent-reconciles"), "{err}");
     }
 
     #[test]
