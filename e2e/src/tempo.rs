@@ -283,6 +283,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn counts_the_most_spans_running_at_once() {
+        let at = |start_ns, end_ns| Span {
+            start_ns,
+            end_ns,
+            ..Default::default()
+        };
+        assert_eq!(shape::most_at_once(&[]), 0);
+        // In a row, touching at 20: one at a time.
+        assert_eq!(
+            shape::most_at_once(&[at(20, 30), at(10, 20), at(30, 40)]),
+            1
+        );
+        // 15..25 overlaps each neighbour, but not both at once.
+        assert_eq!(
+            shape::most_at_once(&[at(10, 20), at(15, 25), at(22, 30)]),
+            2
+        );
+        // All three run during 15..18.
+        assert_eq!(
+            shape::most_at_once(&[at(10, 20), at(15, 25), at(12, 18)]),
+            3
+        );
+    }
+
+    #[test]
     fn parses_a_tempo_v1_body_with_base64_ids_and_links() {
         let body = json!({"batches": [{
             "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "apiserver"}}]},
@@ -378,6 +403,23 @@ pub mod shape {
         let latest_start = spans.iter().map(|s| s.start_ns).max();
         let earliest_end = spans.iter().map(|s| s.end_ns).min();
         matches!((latest_start, earliest_end), (Some(s), Some(e)) if s < e)
+    }
+
+    /// The largest number of `spans` running at the same instant (spans that only touch, one
+    /// ending as the next starts, do not overlap).
+    pub fn most_at_once(spans: &[Span]) -> usize {
+        let mut edges: Vec<(u64, i32)> = spans
+            .iter()
+            .flat_map(|s| [(s.start_ns, 1), (s.end_ns, -1)])
+            .collect();
+        // At equal times -1 sorts before +1: an end is counted before a start.
+        edges.sort_unstable();
+        let (mut now, mut most) = (0i32, 0i32);
+        for (_, step) in edges {
+            now += step;
+            most = most.max(now);
+        }
+        usize::try_from(most).unwrap_or_default()
     }
 
     /// One line per span, for failure messages.

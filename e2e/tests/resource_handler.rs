@@ -436,3 +436,63 @@ async fn shared_watch_caches_hold_no_managed_fields() {
     })
     .await;
 }
+
+/// `--max-concurrent-reconciles 1`: the MultiGateway controller's reconcile spans, read back
+/// from Tempo, never overlap, though six gateways arrive at once; and all six still converge.
+#[tokio::test]
+async fn a_controller_runs_no_more_reconciles_at_once_than_its_bound() {
+    const GATEWAYS: usize = 6;
+    let env = TestEnv::load();
+    let client = admin().await;
+    with_namespace(&client, "rh-bound", |client, ns| async move {
+        let _handler = e2e::process::start_handler(
+            "resource-handler",
+            Some(&ns.name),
+            &["--resync", "1h", "--max-concurrent-reconciles", "1"],
+            e2e::process::otlp_env(&env.otlp_grpc_endpoint),
+        )
+        .await;
+        let api: Api<MultiGateway> = Api::namespaced(client.clone(), &ns.name);
+        let creates = (0..GATEWAYS).map(|i| {
+            let obj: MultiGateway = serde_json::from_value(json!({
+                "apiVersion": "multigres.com/v1alpha1", "kind": "MultiGateway", "metadata": {"name": format!("gw{i}")},
+                "spec": {"cell": "zone-a", "replicas": 1, "topo": topo()}
+            }))
+            .expect("object");
+            let api = api.clone();
+            async move { api.create(&PostParams::default(), &obj).await.expect("created") }
+        });
+        futures::future::join_all(creates).await;
+        for i in 0..GATEWAYS {
+            wait_status(&api, &format!("gw{i}"), 1).await;
+        }
+
+        let tempo = e2e::tempo::Tempo::new(&env.tempo_url);
+        let query = format!("{{ span.k8s.namespace.name = \"{}\" && name = \"reconcile MultiGateway\" }}", ns.name);
+        let spans = wait_until("a reconcile span of every gateway in Tempo", TIMEOUT, || {
+            let (tempo, query) = (tempo.clone(), query.clone());
+            async move {
+                let mut spans = std::collections::BTreeMap::new();
+                for id in tempo.search(&query, Duration::from_secs(900)).await? {
+                    for s in tempo.trace(&id).await?.unwrap_or_default() {
+                        if s.name == "reconcile MultiGateway" {
+                            spans.insert(s.span_id.clone(), s);
+                        }
+                    }
+                }
+                let objects: std::collections::BTreeSet<_> =
+                    spans.values().filter_map(|s| s.attributes.get("multigres.resource.name").cloned()).collect();
+                if objects.len() == GATEWAYS {
+                    Ok(spans.into_values().collect::<Vec<_>>())
+                } else {
+                    Err(format!("reconciled gateways in Tempo so far: {objects:?}"))
+                }
+            }
+        })
+        .await;
+        let most = e2e::tempo::shape::most_at_once(&spans);
+        let timeline: Vec<_> = spans.iter().map(|s| (s.start_ns, s.end_ns, s.attributes.get("multigres.resource.name"))).collect();
+        assert_eq!(most, 1, "{most} reconciles overlapped with a bound of 1: {timeline:?}");
+    })
+    .await;
+}

@@ -132,7 +132,8 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<CommonArgs, clap::Error> {
         use clap::Parser;
-        Cli::try_parse_from(std::iter::once("handler").chain(args.iter().copied())).map(|c| c.common)
+        Cli::try_parse_from(std::iter::once("handler").chain(args.iter().copied()))
+            .map(|c| c.common)
     }
 
     #[test]
@@ -141,7 +142,10 @@ mod tests {
         let unbounded = parse(&["--max-concurrent-reconciles", "0"]).expect("0");
         assert_eq!(unbounded.max_concurrent_reconciles, 0);
         let err = parse(&["--max-concurrent-reconciles=-1"]).expect_err("negative");
-        assert!(err.to_string().contains("max-concurrent-reconciles"), "{err}");
+        assert!(
+            err.to_string().contains("max-concurrent-reconciles"),
+            "{err}"
+        );
     }
 
     #[test]
