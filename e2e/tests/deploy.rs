@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use e2e::cluster::{
     TIMEOUT, cell_leftovers, cell_objects, deployment_replicas, sample, wait_healthy,
 };
-use e2e::identity::{client_with_token, kubeconfig_with_token, service_account_token};
+use e2e::identity::{Identity, OPERATOR_NS};
 use e2e::process::{Handler, HandlerOptions, metric_sum};
 use e2e::{TestEnv, install_crds, wait_until, with_namespace};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -19,8 +19,6 @@ use kube::{Api, Client};
 use serde_json::json;
 use shared::crd::{Cell, Etcd, MultigresCluster};
 use shared::meta::cluster_etcd_name;
-
-const OPERATOR_NS: &str = "multigres-system";
 
 async fn admin(env: &TestEnv) -> Client {
     let client = e2e::k8s::admin_client(env).await;
@@ -175,15 +173,12 @@ async fn installed_from_manifests_each_handler_runs_a_lifecycle_with_only_its_ow
 
     with_namespace(&admin, "rbac", |admin, ns| async move {
         let ns = ns.name.clone();
-        let mut tokens = Vec::new();
-        for sa in ["multigres-cluster-handler", "multigres-resource-handler"] {
-            tokens.push(service_account_token(&admin, OPERATOR_NS, sa).await);
-        }
-        let (cluster_token, resource_token) = (&tokens[0], &tokens[1]);
+        let cluster_id = Identity::of_handler(&env, &admin, "cluster-handler").await;
+        let resource_id = Identity::of_handler(&env, &admin, "resource-handler").await;
 
         // Outside their roles, each identity is refused.
-        let as_cluster = client_with_token(&env, cluster_token).await;
-        let as_resource = client_with_token(&env, resource_token).await;
+        let as_cluster = cluster_id.client.clone();
+        let as_resource = resource_id.client.clone();
         let sts: StatefulSet = serde_json::from_value(json!({
             "metadata": {"name": "not-mine"},
             "spec": {"selector": {"matchLabels": {"a": "b"}}, "serviceName": "x",
@@ -249,8 +244,7 @@ async fn installed_from_manifests_each_handler_runs_a_lifecycle_with_only_its_ow
 
         // Each handler as a process with only its ServiceAccount's token, leader election on
         // (the Lease lives in multigres-system, as in the Deployments).
-        let start = |bin: &str, token: &str| {
-            let kubeconfig = kubeconfig_with_token(&env, &format!("kubeconfig-{bin}-{ns}"), token);
+        let start = |bin: &str, id: &Identity| {
             Handler::start(
                 bin,
                 &env,
@@ -265,12 +259,12 @@ async fn installed_from_manifests_each_handler_runs_a_lifecycle_with_only_its_ow
                     ]
                     .map(String::from)
                     .to_vec(),
-                    env: vec![("KUBECONFIG".into(), kubeconfig.display().to_string())],
+                    env: vec![id.env()],
                 },
             )
         };
-        let mut cluster_handler = start("cluster-handler", cluster_token);
-        let mut resource_handler = start("resource-handler", resource_token);
+        let mut cluster_handler = start("cluster-handler", &cluster_id);
+        let mut resource_handler = start("resource-handler", &resource_id);
         for h in [&mut cluster_handler, &mut resource_handler] {
             h.wait_ready(Duration::from_secs(60)).await;
         }
