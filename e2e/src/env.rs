@@ -76,6 +76,24 @@ impl TestEnv {
         cmd.env("KUBECONFIG", &self.kubeconfig);
         cmd
     }
+
+    /// `kubectl apply <how> <path>` (`-f` a file, `-k` a kustomization) as the admin; panics
+    /// with kubectl's output if it fails.
+    pub fn kubectl_apply(&self, how: &str, path: &std::path::Path) {
+        let out = self
+            .kubectl()
+            .args(["apply", how])
+            .arg(path)
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "kubectl apply {how} {} failed:\n{}\n{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 fn parse_env_file(text: &str) -> HashMap<String, String> {

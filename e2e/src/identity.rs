@@ -75,19 +75,7 @@ pub fn install_operator_identities(env: &TestEnv) {
         ("-f", manifests.join("deploy/namespace.yaml")),
         ("-k", manifests.join("rbac")),
     ] {
-        let out = env
-            .kubectl()
-            .args(["apply", how])
-            .arg(&path)
-            .output()
-            .expect("kubectl runs");
-        assert!(
-            out.status.success(),
-            "kubectl apply {how} {} failed:\n{}\n{}",
-            path.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        env.kubectl_apply(how, &path);
     }
 }
 

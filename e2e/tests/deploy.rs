@@ -28,18 +28,7 @@ async fn admin(env: &TestEnv) -> Client {
 
 /// `kubectl apply -k manifests/default`, exactly as the README says.
 fn apply_default_manifests(env: &TestEnv) {
-    let out = env
-        .kubectl()
-        .args(["apply", "-k"])
-        .arg(e2e::env::repo_root().join("manifests/default"))
-        .output()
-        .expect("kubectl runs");
-    assert!(
-        out.status.success(),
-        "kubectl apply -k manifests/default failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.kubectl_apply("-k", &e2e::env::repo_root().join("manifests/default"));
 }
 
 /// Whether a request failed with 403 Forbidden.
@@ -471,19 +460,7 @@ async fn the_observability_samples_install_and_run() {
     let admin = admin(&env).await;
     let root = e2e::env::repo_root().join("manifests/observability");
     for dir in [root.clone(), root.join("jaeger")] {
-        let out = env
-            .kubectl()
-            .args(["apply", "-k"])
-            .arg(&dir)
-            .output()
-            .expect("kubectl runs");
-        assert!(
-            out.status.success(),
-            "kubectl apply -k {} failed:\n{}\n{}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        env.kubectl_apply("-k", &dir);
     }
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), "multigres-observability");
     for name in ["tempo", "otel-collector", "prometheus", "grafana", "jaeger"] {
