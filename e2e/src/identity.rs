@@ -19,8 +19,8 @@ use crate::env::repo_root;
 /// The namespace of the operator's ServiceAccounts (`manifests/deploy/namespace.yaml`).
 pub const OPERATOR_NS: &str = "multigres-system";
 
-/// A token for ServiceAccount `ns/name`, issued through the TokenRequest API. It lasts 4 hours:
-/// longer than the longest benchmark part a handler process runs through.
+/// A token for ServiceAccount `ns/name`, issued through the TokenRequest API. It lasts 4 hours,
+/// longer than a whole `make bench` (about 80 minutes), which issues each handler one token.
 async fn service_account_token(admin: &Client, ns: &str, name: &str) -> String {
     let request: TokenRequest =
         serde_json::from_value(serde_json::json!({"spec": {"expirationSeconds": 4 * 3600}}))
