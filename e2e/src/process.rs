@@ -2,7 +2,7 @@
 //! admin port and a log file per process, scraped over `/metrics`, stopped on drop.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -298,9 +298,52 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU time (user + system) the process has used, in seconds (from /proc/<pid>/stat).
-pub fn cpu_seconds(handler: &Handler) -> f64 {
-    stat_cpu_seconds(&format!("/proc/{}/stat", handler.pid()))
+/// What the kernel counts for a process or thread in /proc/<pid>/stat.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProcStat {
+    /// CPU time in user mode, seconds.
+    pub user_s: f64,
+    /// CPU time in the kernel on the process's behalf (system calls, page faults), seconds.
+    pub system_s: f64,
+    /// Page faults served without I/O (first touch of memory the allocator got from the kernel).
+    pub minor_faults: u64,
+}
+
+impl ProcStat {
+    /// User + system CPU time, seconds.
+    pub fn cpu_s(&self) -> f64 {
+        self.user_s + self.system_s
+    }
+
+    /// Parses a `stat` line; zeros for whatever cannot be read.
+    fn parse(stat: &str) -> ProcStat {
+        // Fields after the command name (which is in parentheses and may contain spaces):
+        // minflt is field 10 of the line, utime and stime 14 and 15 (8, 12, 13 after the name).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let field = |i: usize| -> u64 {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        ProcStat {
+            user_s: field(11) as f64 / 100.0,
+            system_s: field(12) as f64 / 100.0,
+            minor_faults: field(7),
+        }
+    }
+
+    fn read(path: &Path) -> ProcStat {
+        ProcStat::parse(&std::fs::read_to_string(path).unwrap_or_default())
+    }
+}
+
+/// The process's CPU time and page faults so far (from /proc/<pid>/stat).
+pub fn proc_stat(handler: &Handler) -> ProcStat {
+    ProcStat::read(Path::new(&format!("/proc/{}/stat", handler.pid())))
 }
 
 /// CPU time of the process's threads whose name starts with `prefix` (from
@@ -315,24 +358,8 @@ pub fn thread_cpu_seconds(handler: &Handler, prefix: &str) -> f64 {
             std::fs::read_to_string(task.path().join("comm"))
                 .is_ok_and(|comm| comm.starts_with(prefix))
         })
-        .map(|task| stat_cpu_seconds(&task.path().join("stat").to_string_lossy()))
+        .map(|task| ProcStat::read(&task.path().join("stat")).cpu_s())
         .sum()
-}
-
-/// utime + stime of a /proc `stat` file, in seconds (0 when it cannot be read).
-fn stat_cpu_seconds(path: &str) -> f64 {
-    let stat = std::fs::read_to_string(path).unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may contain spaces).
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<u64>().ok()))
-        .sum();
-    ticks as f64 / 100.0
 }
 
 /// Starts `bin` watching only namespace `ns` with a short resync, and waits until it is ready.
@@ -354,6 +381,20 @@ pub async fn start_in_namespace(bin: &str, ns: &str, resync: &str) -> Handler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_cpu_times_and_faults_after_a_command_name_with_spaces_and_parentheses() {
+        let line = "42 (tokio (worker) 1) S 1 42 42 0 -1 4194560 1234 0 5 0 250 75 0 0 20 0 9 0";
+        assert_eq!(
+            ProcStat::parse(line),
+            ProcStat {
+                user_s: 2.5,
+                system_s: 0.75,
+                minor_faults: 1234
+            }
+        );
+        assert_eq!(ProcStat::parse("gone"), ProcStat::default());
+    }
 
     #[test]
     fn sums_matching_samples_only() {

@@ -2,7 +2,8 @@
 //!
 //! Overhead: the same workload (N MultigresClusters created, converged, scaled, converged,
 //! deleted) with both handlers in three modes (tracing off, 100% sampling exported to Tempo,
-//! 1% sampling; `--modes` adds "down": 100% to a backend that refuses), the modes side by side
+//! 1% sampling; `--modes` adds "down": 100% to a backend that refuses, and "http": 100% over
+//! OTLP HTTP/protobuf), the modes side by side
 //! (each with its own handler processes and namespace, under the same load at the same time),
 //! `--repeats` times; per handler CPU time, peak and steady RSS, reconciles and CPU per
 //! reconcile, reported as median and spread, and each mode against the off run of its repeat.
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use e2e::cluster::sample;
 use e2e::identity::{Identity, install_operator_identities};
 use e2e::process::{
-    Handler, cpu_seconds, metric_sum, metric_sum_by, peak_rss_kib, rss_kib, start_handler,
+    Handler, ProcStat, metric_sum, metric_sum_by, peak_rss_kib, proc_stat, rss_kib, start_handler,
     thread_cpu_seconds,
 };
 use e2e::{TestEnv, install_crds, wait_until};
@@ -48,6 +49,8 @@ enum Mode {
     OnePercent,
     /// 100% sampling, exporting to a port nothing listens on: the trace backend is down.
     BackendDown,
+    /// 100% sampling exported over OTLP HTTP/protobuf instead of gRPC.
+    FullHttp,
 }
 
 impl Mode {
@@ -57,6 +60,7 @@ impl Mode {
             Mode::Full => "100%",
             Mode::OnePercent => "1%",
             Mode::BackendDown => "100%, backend down",
+            Mode::FullHttp => "100%, HTTP",
         }
     }
     /// The mode in a namespace name.
@@ -66,6 +70,7 @@ impl Mode {
             Mode::Full => "full",
             Mode::OnePercent => "one-percent",
             Mode::BackendDown => "backend-down",
+            Mode::FullHttp => "full-http",
         }
     }
     fn parse(name: &str) -> Mode {
@@ -74,7 +79,8 @@ impl Mode {
             "100%" | "on" => Mode::Full,
             "1%" => Mode::OnePercent,
             "down" => Mode::BackendDown,
-            other => panic!("unknown mode {other}: off, on, 1%, down"),
+            "http" => Mode::FullHttp,
+            other => panic!("unknown mode {other}: off, on, 1%, down, http"),
         }
     }
     fn env(self, env: &TestEnv) -> Vec<(String, String)> {
@@ -86,7 +92,14 @@ impl Mode {
                 "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
                 "http://127.0.0.1:9".into(),
             )],
-            _ => vec![(
+            Mode::FullHttp => vec![
+                ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "http/protobuf".into()),
+                (
+                    "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+                    env.otlp_http_endpoint.clone(),
+                ),
+            ],
+            Mode::Full | Mode::OnePercent => vec![(
                 "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
                 env.otlp_grpc_endpoint.clone(),
             )],
@@ -106,6 +119,9 @@ impl Mode {
 #[derive(Clone, Debug, Default)]
 struct Usage {
     cpu_s: f64,
+    /// The kernel's part of `cpu_s` (system calls, page faults).
+    system_cpu_s: f64,
+    minor_faults: u64,
     /// CPU of the batch span processor's own thread (span batches turned into OTLP requests;
     /// the gRPC transport's share runs on the Tokio workers and is not in it).
     export_thread_cpu_s: f64,
@@ -123,6 +139,13 @@ impl Usage {
     fn export_thread_share(&self) -> f64 {
         self.export_thread_cpu_s * 100.0 / self.cpu_s.max(f64::EPSILON)
     }
+    /// The kernel's share of the process's CPU, in percent.
+    fn system_share(&self) -> f64 {
+        self.system_cpu_s * 100.0 / self.cpu_s.max(f64::EPSILON)
+    }
+    fn minor_faults_per_reconcile(&self) -> f64 {
+        self.minor_faults as f64 / self.reconciles.max(1) as f64
+    }
     fn spans_per_reconcile(&self) -> f64 {
         self.spans_exported as f64 / self.reconciles.max(1) as f64
     }
@@ -134,14 +157,14 @@ const EXPORT_THREAD: &str = "OpenTelemetry";
 /// What a handler had used when the workload started (its start-up is not counted).
 #[derive(Clone, Copy, Default)]
 struct Start {
-    cpu_s: f64,
+    stat: ProcStat,
     export_thread_cpu_s: f64,
 }
 
 impl Start {
     fn of(h: &Handler) -> Start {
         Start {
-            cpu_s: cpu_seconds(h),
+            stat: proc_stat(h),
             export_thread_cpu_s: thread_cpu_seconds(h, EXPORT_THREAD),
         }
     }
@@ -179,7 +202,7 @@ fn args() -> Args {
             "--skip-overhead" => a.skip_overhead = true,
             "--skip-scale" => a.skip_scale = true,
             "--modes" => {
-                let list = it.next().expect("--modes needs e.g. off,on,1%,down");
+                let list = it.next().expect("--modes needs e.g. off,on,1%,down,http");
                 a.modes = list.split(',').map(Mode::parse).collect();
                 assert!(
                     a.modes.first() == Some(&Mode::Off),
@@ -187,7 +210,7 @@ fn args() -> Args {
                 );
             }
             other => panic!(
-                "unknown flag {other}; flags: --clusters N --repeats R --scale-clusters N --skip-overhead --skip-scale --modes off,on,1%,down"
+                "unknown flag {other}; flags: --clusters N --repeats R --scale-clusters N --skip-overhead --skip-scale --modes off,on,1%,down,http"
             ),
         }
     }
@@ -454,8 +477,11 @@ async fn overhead_repeat(
 }
 
 async fn usage(h: &Handler, at_start: Start, steady_rss_mib: f64) -> Usage {
+    let stat = proc_stat(h);
     Usage {
-        cpu_s: cpu_seconds(h) - at_start.cpu_s,
+        cpu_s: stat.cpu_s() - at_start.stat.cpu_s(),
+        system_cpu_s: stat.system_s - at_start.stat.system_s,
+        minor_faults: stat.minor_faults.saturating_sub(at_start.stat.minor_faults),
         export_thread_cpu_s: thread_cpu_seconds(h, EXPORT_THREAD) - at_start.export_thread_cpu_s,
         peak_rss_mib: peak_rss_kib(h) as f64 / 1024.0,
         steady_rss_mib,
@@ -557,7 +583,7 @@ async fn overhead(
     };
     out.push_str(&format!(
         "## Tracing overhead\n\n{n} clusters created, converged, scaled, converged and deleted per mode; the modes run side by side (each with its own two handler processes and namespace, the same operations sent to every namespace together), {repeats} repeats; median (min–max) over the repeats. CPU counts from the first create to the end of the run, start-up excluded.\n\n\
-         | handler | tracing | CPU s | CPU ms / reconcile | reconciles | spans exported / reconcile | export thread % of CPU | peak RSS MiB | steady RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n"
+         | handler | tracing | CPU s | CPU ms / reconcile | reconciles | spans exported / reconcile | export thread % of CPU | kernel % of CPU | minor faults / reconcile | peak RSS MiB | steady RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
     ));
     let handlers = ["cluster-handler", "resource-handler"];
     let mut ratios = String::new();
@@ -569,13 +595,15 @@ async fn overhead(
                 summary(&us.iter().map(f).collect::<Vec<_>>(), digits)
             };
             out.push_str(&format!(
-                "| {handler} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {handler} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 mode.name(),
                 col(|u| u.cpu_s, 2),
                 col(Usage::cpu_ms_per_reconcile, 3),
                 col(|u| u.reconciles as f64, 0),
                 col(Usage::spans_per_reconcile, 2),
                 col(Usage::export_thread_share, 2),
+                col(Usage::system_share, 1),
+                col(Usage::minor_faults_per_reconcile, 2),
                 col(|u| u.peak_rss_mib, 1),
                 col(|u| u.steady_rss_mib, 1),
             ));
