@@ -315,6 +315,15 @@ impl ProcStat {
         self.user_s + self.system_s
     }
 
+    /// What was counted between `start` and `self`.
+    pub fn since(&self, start: ProcStat) -> ProcStat {
+        ProcStat {
+            user_s: self.user_s - start.user_s,
+            system_s: self.system_s - start.system_s,
+            minor_faults: self.minor_faults.saturating_sub(start.minor_faults),
+        }
+    }
+
     /// Parses a `stat` line; zeros for whatever cannot be read.
     fn parse(stat: &str) -> ProcStat {
         // Fields after the command name (which is in parentheses and may contain spaces):
@@ -394,6 +403,17 @@ mod tests {
             }
         );
         assert_eq!(ProcStat::parse("gone"), ProcStat::default());
+        let later = ProcStat::parse(
+            "42 (tokio (worker) 1) S 1 42 42 0 -1 4194560 1300 0 5 0 300 100 0 0 20 0 9 0",
+        );
+        assert_eq!(
+            later.since(ProcStat::parse(line)),
+            ProcStat {
+                user_s: 0.5,
+                system_s: 0.25,
+                minor_faults: 66
+            }
+        );
     }
 
     #[test]

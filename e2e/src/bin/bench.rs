@@ -118,12 +118,11 @@ impl Mode {
 /// What one handler used during one run.
 #[derive(Clone, Debug, Default)]
 struct Usage {
-    cpu_s: f64,
-    /// The kernel's part of `cpu_s` (system calls, page faults).
-    system_cpu_s: f64,
-    minor_faults: u64,
+    /// CPU time and page faults during the run.
+    stat: ProcStat,
     /// CPU of the batch span processor's own thread (span batches turned into OTLP requests;
-    /// the gRPC transport's share runs on the Tokio workers and is not in it).
+    /// the transport's share is not in it: gRPC's runs on the Tokio workers, the HTTP client's
+    /// on its own runtime thread).
     export_thread_cpu_s: f64,
     peak_rss_mib: f64,
     steady_rss_mib: f64,
@@ -133,18 +132,18 @@ struct Usage {
 
 impl Usage {
     fn cpu_ms_per_reconcile(&self) -> f64 {
-        self.cpu_s * 1000.0 / self.reconciles.max(1) as f64
+        self.stat.cpu_s() * 1000.0 / self.reconciles.max(1) as f64
     }
     /// The export thread's share of the process's CPU, in percent.
     fn export_thread_share(&self) -> f64 {
-        self.export_thread_cpu_s * 100.0 / self.cpu_s.max(f64::EPSILON)
+        self.export_thread_cpu_s * 100.0 / self.stat.cpu_s().max(f64::EPSILON)
     }
     /// The kernel's share of the process's CPU, in percent.
     fn system_share(&self) -> f64 {
-        self.system_cpu_s * 100.0 / self.cpu_s.max(f64::EPSILON)
+        self.stat.system_s * 100.0 / self.stat.cpu_s().max(f64::EPSILON)
     }
     fn minor_faults_per_reconcile(&self) -> f64 {
-        self.minor_faults as f64 / self.reconciles.max(1) as f64
+        self.stat.minor_faults as f64 / self.reconciles.max(1) as f64
     }
     fn spans_per_reconcile(&self) -> f64 {
         self.spans_exported as f64 / self.reconciles.max(1) as f64
@@ -477,11 +476,8 @@ async fn overhead_repeat(
 }
 
 async fn usage(h: &Handler, at_start: Start, steady_rss_mib: f64) -> Usage {
-    let stat = proc_stat(h);
     Usage {
-        cpu_s: stat.cpu_s() - at_start.stat.cpu_s(),
-        system_cpu_s: stat.system_s - at_start.stat.system_s,
-        minor_faults: stat.minor_faults.saturating_sub(at_start.stat.minor_faults),
+        stat: proc_stat(h).since(at_start.stat),
         export_thread_cpu_s: thread_cpu_seconds(h, EXPORT_THREAD) - at_start.export_thread_cpu_s,
         peak_rss_mib: peak_rss_kib(h) as f64 / 1024.0,
         steady_rss_mib,
@@ -556,10 +552,10 @@ async fn overhead(
                 "| {} | {} | {wall:.0} | {:.2} / {} = {:.3} | {:.2} / {} = {:.3} | {:.1} / {:.1} |\n",
                 r + 1,
                 mode.name(),
-                ch.cpu_s,
+                ch.stat.cpu_s(),
                 ch.reconciles,
                 ch.cpu_ms_per_reconcile(),
-                rh.cpu_s,
+                rh.stat.cpu_s(),
                 rh.reconciles,
                 rh.cpu_ms_per_reconcile(),
                 ch.peak_rss_mib,
@@ -597,7 +593,7 @@ async fn overhead(
             out.push_str(&format!(
                 "| {handler} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 mode.name(),
-                col(|u| u.cpu_s, 2),
+                col(|u| u.stat.cpu_s(), 2),
                 col(Usage::cpu_ms_per_reconcile, 3),
                 col(|u| u.reconciles as f64, 0),
                 col(Usage::spans_per_reconcile, 2),
