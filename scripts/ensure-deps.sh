@@ -4,9 +4,14 @@
 set -euo pipefail
 
 need_pkgs=()
-for cmd_pkg in curl:curl openssl:openssl jq:jq; do
+# command:package. The second group runs the real node of the local control plane
+# (e2e/scripts/node-up.sh) and builds its images (e2e/scripts/build-images.sh).
+for cmd_pkg in curl:curl openssl:openssl jq:jq \
+  containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
+  iptables:iptables conntrack:conntrack mmdebstrap:mmdebstrap /bin/busybox:busybox-static; do
   cmd=${cmd_pkg%%:*}; pkg=${cmd_pkg#*:}
-  command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
+  if [[ "$cmd" == /* ]]; then [[ -x "$cmd" ]] && continue; else command -v "$cmd" >/dev/null 2>&1 && continue; fi
+  need_pkgs+=("$pkg")
 done
 if ((${#need_pkgs[@]})); then
   echo "[deps] installing ${need_pkgs[*]} with apt-get" >&2

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the end-to-end suites: starts the local control plane and Tempo (building them on first
-# use), runs `cargo test -p e2e`, and stops everything again even when tests fail.
+# Runs the end-to-end suites: starts the local control plane and Tempo with the real node
+# (building them on first use), runs `cargo test -p e2e`, and stops everything again even when
+# tests fail. The run fails when stopping leaves something behind.
 # With E2E_USE_EXISTING=1 it runs against $KUBECONFIG (and $TEMPO_URL) and starts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,13 +17,18 @@ fi
 
 started=0
 down() {
+  local rc=$?
   if ((started)); then
     echo "[e2e] stopping the local control plane" >&2
-    e2e/scripts/cluster-down.sh >&2 || echo "[e2e] cluster-down failed; see e2e/.work/logs" >&2
+    if ! e2e/scripts/cluster-down.sh >&2; then
+      echo "[e2e] cluster-down failed; see e2e/.work/logs" >&2
+      rc=1
+    fi
   fi
+  exit "$rc"
 }
 trap down EXIT
-if ! e2e/scripts/cluster-up.sh >/dev/null; then
+if ! MULTIGRES_E2E_REAL_NODE=1 e2e/scripts/cluster-up.sh >/dev/null; then
   echo "[e2e] the local control plane did not start (logs: e2e/.work/logs)" >&2
   e2e/scripts/cluster-down.sh >&2 || true
   exit 1

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Stops everything e2e/scripts/cluster-up.sh started and removes the cluster's data.
+# The real node (node-up.sh), if one runs, is stopped first by node-down.sh.
 #
 # Each process is stopped by its recorded pid (SIGTERM to its process group, SIGKILL after
 # MULTIGRES_E2E_STOP_TIMEOUT seconds, default 20): first kwok, kube-scheduler and
@@ -39,6 +40,8 @@ had_state=0
 [[ -n "$(leftover_processes)" ]] && had_state=1
 
 rc=0
+# The real node first: its kubelet and proxies are clients of the API server.
+LOG_PREFIX=cluster-down "$LIB_DIR/node-down.sh" --quiet || rc=1
 stop_all "$grace" || rc=1
 
 # Verify: nothing of ours may be left.

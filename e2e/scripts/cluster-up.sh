@@ -27,7 +27,8 @@
 #   MULTIGRES_E2E_APISERVER_SAMPLING (1000000: the API server's sampling rate per million for
 #   requests that carry no sampled traceparent; requests from a traced operator are always traced,
 #   as the API server samples parent-based; `make bench` sets 0), MULTIGRES_E2E_STARTUP_TIMEOUT (180 s per wait),
-#   MULTIGRES_E2E_KEEP_ON_FAILURE=1 (leave processes running after a failed start, for debugging),
+#   MULTIGRES_E2E_REAL_NODE=1 (also start the real node of node-up.sh, where pods run for real;
+#   needs root), MULTIGRES_E2E_KEEP_ON_FAILURE=1 (leave processes running after a failed start),
 #   MULTIGRES_E2E_WORK, MULTIGRES_E2E_CACHE (see build-tools.sh).
 set -euo pipefail
 
@@ -83,6 +84,12 @@ print_exports() {
   printf 'export TEMPO_URL=http://127.0.0.1:%s\n' "$TEMPO_HTTP_PORT"
 }
 
+# The real node, when MULTIGRES_E2E_REAL_NODE=1 (node-up.sh returns at once when it runs).
+real_node_if_asked() {
+  [[ "${MULTIGRES_E2E_REAL_NODE:-0}" == 1 ]] || return 0
+  "$LIB_DIR/node-up.sh" || die "the real node did not start (see above; logs in $LOG_DIR)"
+}
+
 if [[ -f "$CLUSTER_DIR/state" ]]; then
   # shellcheck source=/dev/null
   source "$CLUSTER_DIR/state"
@@ -94,6 +101,7 @@ if [[ -f "$CLUSTER_DIR/state" ]]; then
     log "cluster already running (API server https://127.0.0.1:$APISERVER_PORT, Tempo http://127.0.0.1:$TEMPO_HTTP_PORT); nothing to do"
     [[ "$STATE_BIN" == "$BIN" ]] || log "note: it runs binaries from $STATE_BIN; run cluster-down.sh and cluster-up.sh to switch to $BIN"
     log "env file: $ENV_OUT"
+    real_node_if_asked
     print_exports
     exit 0
   fi
@@ -107,32 +115,6 @@ fi
 LOG_PREFIX=cluster-up "$LIB_DIR/cluster-down.sh" --quiet || die "could not clean up the previous cluster"
 
 # --- ports ----------------------------------------------------------------------------------------
-used_ports=" "
-# shellcheck disable=SC2016 # $0 expands in the inner bash
-port_in_use() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$1" 2>/dev/null; }
-# fixed_port <var> <env name> <default>: the port from the env or the default; must be free.
-fixed_port() {
-  local var=$1 env=$2 p=${!2:-$3}
-  if ! [[ "$p" =~ ^[0-9]+$ ]] || ((p < 1 || p > 65535)); then die "$env must be a port number, got '$p'"; fi
-  port_in_use "$p" && die "port $p ($env) is already in use on 127.0.0.1; stop that process or set $env to a free port"
-  [[ "$used_ports" == *" $p "* ]] && die "port $p ($env) is also used by another component; set $env to another port"
-  used_ports+="$p "
-  printf -v "$var" '%s' "$p"
-}
-# free_port <var> <env name>: the port from the env if set and non-zero, else a free one in 20000-29999.
-free_port() {
-  local var=$1 env=$2 p i
-  if [[ -n "${!env:-}" && "${!env}" != 0 ]]; then fixed_port "$var" "$env" ""; return; fi
-  for ((i = 0; i < 200; i++)); do
-    p=$((20000 + RANDOM % 10000))
-    [[ "$used_ports" == *" $p "* ]] && continue
-    port_in_use "$p" && continue
-    used_ports+="$p "
-    printf -v "$var" '%s' "$p"
-    return 0
-  done
-  die "found no free port in 20000-29999 for $env"
-}
 fixed_port TEMPO_HTTP_PORT MULTIGRES_E2E_TEMPO_HTTP_PORT 3200
 fixed_port OTLP_GRPC_PORT MULTIGRES_E2E_OTLP_GRPC_PORT 4317
 fixed_port OTLP_HTTP_PORT MULTIGRES_E2E_OTLP_HTTP_PORT 4318
@@ -194,6 +176,8 @@ issue() {
 issue apiserver "/CN=kube-apiserver" serverAuth \
   "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 issue admin "/O=system:masters/CN=multigres-e2e-admin" clientAuth
+# The API server's identity towards kubelets (logs, exec, port-forward on the real node).
+issue apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth
 issue kube-controller-manager "/CN=system:kube-controller-manager" clientAuth
 issue kube-scheduler "/CN=system:kube-scheduler" clientAuth
 issue kwok "/O=system:masters/CN=kwok-controller" clientAuth
@@ -302,54 +286,6 @@ EOF
 cp "$SHARE/kwok-stages.yaml" "$CFG/kwok.yaml"
 
 # --- processes ------------------------------------------------------------------------------------
-# start <component> <binary> [args...]: runs the binary in its own session (setsid: own process group,
-# detached from this shell's terminal), output in logs/<component>.log, pid in cluster/pids/.
-# Env assignments for the process can be passed in the START_ENV array.
-START_ENV=()
-start() {
-  local c=$1 bin=$2 deadline
-  shift 2
-  [[ -x "$bin" ]] || die "missing binary $bin"
-  printf '%s\n' "$bin" >"$CLUSTER_DIR/bin/$c"
-  rm -f "$PID_DIR/$c.pid"
-  (
-    cd "$CLUSTER_DIR"
-    # shellcheck disable=SC2016 # $$, $0 and $@ expand in the inner bash
-    exec setsid bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec env "$@"' \
-      "$PID_DIR/$c.pid" "${START_ENV[@]}" "$bin" "$@" </dev/null >>"$LOG_DIR/$c.log" 2>&1
-  ) &
-  deadline=$((SECONDS + 10))
-  while [[ ! -s "$PID_DIR/$c.pid" ]] && ((SECONDS < deadline)); do sleep 0.05; done
-  [[ -s "$PID_DIR/$c.pid" ]] || { log_tail "$c"; die "$c did not start"; }
-  started+=("$c")
-  START_ENV=()
-  log "started $c (pid $(<"$PID_DIR/$c.pid"), log $LOG_DIR/$c.log)"
-}
-
-# wait_until <description> <command...>: polls every 0.5 s until the command succeeds, failing with
-# the log tail of any started process that died meanwhile, or of all of them at the deadline.
-wait_until() {
-  local desc=$1 t0=$SECONDS c
-  shift
-  local deadline=$((SECONDS + STARTUP_TIMEOUT))
-  while ! "$@" >/dev/null 2>&1; do
-    for c in "${started[@]}"; do
-      if ! pid_of "$c" >/dev/null; then
-        log "ERROR: $c exited while waiting for $desc"
-        log_tail "$c"
-        return 1
-      fi
-    done
-    if ((SECONDS >= deadline)); then
-      log "ERROR: timed out after ${STARTUP_TIMEOUT}s waiting for $desc"
-      for c in "${started[@]}"; do log_tail "$c" 15; done
-      return 1
-    fi
-    sleep 0.5
-  done
-  log "$desc ($((SECONDS - t0))s)"
-}
-
 etcd_healthy() { curl_ -f "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
 apiserver_ready() { [[ "$(api_get /readyz)" == ok ]]; }
 tempo_ready() { curl_ -f "http://127.0.0.1:$TEMPO_HTTP_PORT/ready"; }
@@ -384,6 +320,9 @@ start kube-apiserver "$BIN/kube-apiserver" \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
   --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
   --service-cluster-ip-range=10.96.0.0/16 \
+  --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
+  --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+  --kubelet-preferred-address-types=InternalIP \
   --authorization-mode=Node,RBAC \
   --allow-privileged=true \
   --tracing-config-file="$CFG/apiserver-tracing.yaml"
@@ -408,7 +347,7 @@ start kube-scheduler "$BIN/kube-scheduler" \
 
 start kwok "$BIN/kwok" \
   --kubeconfig="$CFG/kwok.kubeconfig" --config="$CFG/kwok.yaml" \
-  --manage-all-nodes=true \
+  --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
   --server-address="127.0.0.1:$KWOK_PORT" --node-port="$KWOK_PORT" --node-name=localhost \
   --tls-cert-file="$PKI/kwok-serving.crt" --tls-private-key-file="$PKI/kwok-serving.key" \
   --node-lease-duration-seconds=200
@@ -505,6 +444,7 @@ env_line() {
   env_line MULTIGRES_E2E_WORK "$WORK_DIR"
 } >"$ENV_OUT.tmp" && mv "$ENV_OUT.tmp" "$ENV_OUT"
 
+real_node_if_asked
 trap - EXIT INT TERM
 log "cluster up in $((SECONDS - t_start))s: API server https://127.0.0.1:$APISERVER_PORT, $NODE_COUNT node(s)," \
   "Tempo query API http://127.0.0.1:$TEMPO_HTTP_PORT (OTLP gRPC :$OTLP_GRPC_PORT, HTTP :$OTLP_HTTP_PORT)"

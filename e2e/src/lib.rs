@@ -9,8 +9,10 @@ pub mod cluster;
 pub mod env;
 pub mod identity;
 pub mod k8s;
+pub mod local_volumes;
 pub mod outage;
 pub mod process;
+pub mod real_node;
 pub mod tempo;
 pub mod wait;
 

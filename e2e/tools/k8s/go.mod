@@ -1,4 +1,5 @@
-// Tools module: builds kube-apiserver, kube-controller-manager, kube-scheduler and kubectl
+// Tools module: builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, and the real
+// node's kubelet and kube-proxy
 // from k8s.io/kubernetes v1.36.4 for the local e2e control plane (e2e/scripts/build-tools.sh).
 // k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with local paths;
 // those replaces are ignored for a dependency, so each one is pinned here to its published v0.36.4.
