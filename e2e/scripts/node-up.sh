@@ -241,7 +241,7 @@ wait_until "containerd answers on $CONTAINERD_SOCK" ctr_ version
 t0=$SECONDS
 while read -r ref file; do
   [[ -n "$ref" && "$ref" != \#* ]] || continue
-  ctr_ images import "$IMAGES/$file" >>"$LOG_DIR/image-import.log" 2>&1 ||
+  ctr_ images import --no-unpack "$IMAGES/$file" >>"$LOG_DIR/image-import.log" 2>&1 ||
     { log_tail image-import; die "importing $IMAGES/$file ($ref) into containerd failed"; }
   ctr_ images ls -q | grep -qxF "$ref" || die "$IMAGES/$file did not import as $ref (see $LOG_DIR/image-import.log)"
 done <"$IMAGES/images.txt"

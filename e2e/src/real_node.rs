@@ -51,7 +51,10 @@ pub async fn ensure(env: &TestEnv, client: &Client) -> Node {
             if ready_condition(&node) {
                 Ok(node)
             } else {
-                Err(format!("conditions {:?}", node.status.and_then(|s| s.conditions)))
+                Err(format!(
+                    "conditions {:?}",
+                    node.status.and_then(|s| s.conditions)
+                ))
             }
         },
     )
@@ -130,7 +133,10 @@ pub fn leftovers_on_host() -> Vec<String> {
         }
         let read = |f: &str| std::fs::read_to_string(entry.path().join(f)).unwrap_or_default();
         let stat = read("stat");
-        if stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')) {
+        if stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        {
             continue;
         }
         let cmdline = read("cmdline").replace('\0', " ");
@@ -151,7 +157,11 @@ pub fn leftovers_on_host() -> Vec<String> {
     if std::path::Path::new("/sys/class/net").join(BRIDGE).exists() {
         left.push(format!("network device {BRIDGE}"));
     }
-    for ns in std::fs::read_dir("/var/run/netns").into_iter().flatten().flatten() {
+    for ns in std::fs::read_dir("/var/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let name = ns.file_name().to_string_lossy().into_owned();
         let out = Command::new("ip")
             .args(["-n", &name, "-4", "-o", "addr", "show"])

@@ -102,7 +102,9 @@ async fn the_node_is_ready_with_this_machines_capacity() {
     let node = real_node::ensure(&TestEnv::load(), &client).await;
     let status = node.status.expect("node status");
     let capacity = status.capacity.expect("node capacity");
-    let cores = std::thread::available_parallelism().expect("core count").get();
+    let cores = std::thread::available_parallelism()
+        .expect("core count")
+        .get();
     assert_eq!(
         capacity.get("cpu").map(|q| q.0.clone()),
         Some(cores.to_string()),
@@ -348,7 +350,10 @@ async fn kubectl_exec_runs_a_command_in_a_pod() {
     let (env, client) = setup().await;
     with_namespace(&client, "realexec", |client, ns| async move {
         let token = token();
-        let spec = busybox_pod("exec sleep 3600", json!([{"name": "TOKEN", "value": token}]));
+        let spec = busybox_pod(
+            "exec sleep 3600",
+            json!([{"name": "TOKEN", "value": token}]),
+        );
         let pod: Pod = serde_json::from_value(json!({
             "metadata": {"name": "target", "labels": {"app": "target"}},
             "spec": spec,
@@ -376,6 +381,73 @@ async fn kubectl_exec_runs_a_command_in_a_pod() {
             format!("{token} from target\nsleep 3600"),
             "the command ran inside the pod, beside its process"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_data_plane_images_run_under_the_names_the_pods_use() {
+    let (_env, client) = setup().await;
+    with_namespace(&client, "realimages", |client, ns| async move {
+        // One container per image, each printing what only that image holds.
+        let mut spec: PodSpec = serde_json::from_value(json!({
+            "restartPolicy": "Never",
+            "containers": [
+                {"name": "etcd", "image": "gcr.io/etcd-development/etcd:v3.6.14",
+                 "imagePullPolicy": "IfNotPresent", "command": ["/usr/local/bin/etcd", "--version"]},
+                {"name": "multigres", "image": "ghcr.io/multigres/multigres:v0.1.0",
+                 "imagePullPolicy": "IfNotPresent",
+                 "command": ["sh", "-c", "id -u; for c in multigateway multiorch multipooler multigres; do command -v $c; done"]},
+                {"name": "pgctld", "image": "ghcr.io/multigres/pgctld:v0.1.0",
+                 "imagePullPolicy": "IfNotPresent",
+                 "command": ["sh", "-c", "id; postgres --version; pgbackrest version; command -v pgctld"]},
+            ],
+        }))
+        .expect("pod spec");
+        place_on_real_node(&mut spec);
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "images"}, "spec": spec}))
+            .expect("pod");
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("create pod");
+        wait_until("pod images to succeed", TIMEOUT, || async {
+            let p = pods.get("images").await.map_err(|e| e.to_string())?;
+            let status = p.status.unwrap_or_default();
+            match status.phase.as_deref() {
+                Some("Succeeded") => Ok(()),
+                Some("Failed") => panic!("pod images failed: {status:?}"),
+                other => Err(format!("phase {other:?}, containers {:?}", status.container_statuses)),
+            }
+        })
+        .await;
+        let log = |container: &'static str| {
+            let pods = pods.clone();
+            async move {
+                let params = kube::api::LogParams {
+                    container: Some(container.into()),
+                    ..Default::default()
+                };
+                pods.logs("images", &params)
+                    .await
+                    .unwrap_or_else(|e| panic!("log of container {container}: {e}"))
+            }
+        };
+        let etcd = log("etcd").await;
+        assert!(etcd.contains("etcd Version: 3.6.14"), "etcd log: {etcd}");
+        let multigres = log("multigres").await;
+        assert_eq!(
+            multigres.trim(),
+            "65532\n/multigres/bin/multigateway\n/multigres/bin/multiorch\n/multigres/bin/multipooler\n/multigres/bin/multigres",
+            "upstream's layout: user 65532, the commands in /multigres/bin"
+        );
+        let pgctld = log("pgctld").await;
+        let lines: Vec<&str> = pgctld.lines().collect();
+        assert_eq!(lines.len(), 4, "pgctld log: {pgctld}");
+        assert!(lines[0].starts_with("uid=999(postgres) gid=999(postgres)"), "pgctld log: {pgctld}");
+        assert!(lines[1].starts_with("postgres (PostgreSQL) 17."), "pgctld log: {pgctld}");
+        assert!(lines[2].starts_with("pgBackRest 2."), "pgctld log: {pgctld}");
+        assert_eq!(lines[3], "/usr/local/bin/pgctld", "pgctld log: {pgctld}");
     })
     .await;
 }

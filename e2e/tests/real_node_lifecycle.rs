@@ -18,7 +18,10 @@ fn run_script(name: &str, env: &TestEnv) {
         .env("KUBECONFIG", &env.kubeconfig)
         .status()
         .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-    assert!(status.success(), "{name} failed ({status}); its messages are above");
+    assert!(
+        status.success(),
+        "{name} failed ({status}); its messages are above"
+    );
 }
 
 #[tokio::test]
