@@ -5,10 +5,13 @@ use crate::crd::{ComponentSpec, ImagePullPolicy};
 
 /// Image of etcd members.
 pub const ETCD_IMAGE: &str = "gcr.io/etcd-development/etcd:v3.6.14";
-/// Image running `multigateway`, `multiorch` and `multipooler`.
-pub const MULTIGRES_IMAGE: &str = "ghcr.io/multigres/multigres:main";
-/// Image of the postgres side of a pooler pod.
-pub const PGCTLD_IMAGE: &str = "ghcr.io/multigres/pgctld:main";
+/// The Multigres release the operator deploys and whose flags the builders pass. Flags differ
+/// between releases (and between commits of `main`), so the default images never float.
+pub const MULTIGRES_VERSION: &str = "v0.1.0";
+/// Image running `multigateway`, `multiorch` and `multipooler` (in `/multigres/bin`).
+pub const MULTIGRES_IMAGE: &str = "ghcr.io/multigres/multigres:v0.1.0";
+/// Image of the postgres side of a pooler pod: pgctld with PostgreSQL 17 and pgBackRest.
+pub const PGCTLD_IMAGE: &str = "ghcr.io/multigres/pgctld:v0.1.0";
 /// Pull policy when a spec sets none.
 pub const IMAGE_PULL_POLICY: ImagePullPolicy = ImagePullPolicy::IfNotPresent;
 
@@ -84,6 +87,24 @@ mod tests {
             Component::Gateway.image_pull_policy(&spec),
             ImagePullPolicy::IfNotPresent
         );
+    }
+
+    #[test]
+    fn default_images_are_pinned_to_the_multigres_release() {
+        for image in [MULTIGRES_IMAGE, PGCTLD_IMAGE] {
+            assert_eq!(
+                image.rsplit_once(':').map(|(_, tag)| tag),
+                Some(MULTIGRES_VERSION),
+                "{image}: the builders pass the flags of {MULTIGRES_VERSION}; another tag may refuse them"
+            );
+        }
+        for image in [ETCD_IMAGE, MULTIGRES_IMAGE, PGCTLD_IMAGE] {
+            let tag = image.rsplit_once(':').map(|(_, tag)| tag).unwrap_or("");
+            assert!(
+                tag.starts_with('v') && tag[1..].split('.').all(|n| n.parse::<u32>().is_ok()),
+                "{image}: a default image names a release (vX.Y.Z), never a moving tag like main or latest"
+            );
+        }
     }
 
     #[test]

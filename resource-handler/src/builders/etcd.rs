@@ -43,7 +43,7 @@ pub fn etcd(etcd: &Etcd) -> Result<EtcdObjects, BuildError> {
     let claim = objects::data_claim(&owner, storage.as_ref(), ETCD_STORAGE_SIZE)?;
     let container = etcd_container(&shape, &owner, &peer_name);
     let replicas = shape.replicas;
-    let template = shape.template(vec![container]);
+    let template = shape.template(pod::ETCD_USER, vec![container]);
     let statefulset = objects::statefulset(&owner, replicas, &peer_name, template, claim)?;
     Ok(EtcdObjects {
         statefulset,

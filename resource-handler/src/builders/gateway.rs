@@ -43,6 +43,7 @@ pub fn gateway(gateway: &MultiGateway) -> Result<DeploymentObjects, BuildError> 
                 ("grpc-port", GRPC),
                 ("pg-port", POSTGRES),
             ],
+            flags: &[],
         },
     )
 }

@@ -30,6 +30,8 @@ mod stateless;
 mod validate;
 
 #[cfg(test)]
+mod data_plane_tests;
+#[cfg(test)]
 mod golden_tests;
 
 pub use etcd::etcd;
@@ -79,6 +81,18 @@ pub enum BuildError {
         kind: String,
     },
 
+    /// A pooler's cell name leaves no room for its id in PostgreSQL's replication name.
+    #[error(
+        "spec.cell \"{cell}\" has {len} characters, more than the {max} a pooler allows: its \
+         replication name `<cell>_<pooler id>` must fit PostgreSQL's 63 characters; use a \
+         shorter cell name"
+    )]
+    CellNameTooLong {
+        cell: String,
+        len: usize,
+        max: usize,
+    },
+
     /// The object was not read from the API server: it has no uid or namespace to own children.
     #[error(
         "the object has no name, uid or namespace yet; build from an object read from the API server"
@@ -94,6 +108,7 @@ impl BuildError {
             Self::InvalidStorageSize { .. } => "InvalidStorageSize",
             Self::InvalidName { .. } => "InvalidName",
             Self::NameTooLong { .. } => "NameTooLong",
+            Self::CellNameTooLong { .. } => "CellNameTooLong",
             Self::NotStored => "NotStored",
         }
     }

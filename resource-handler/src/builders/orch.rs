@@ -17,6 +17,11 @@ const GRPC: Port = Port {
     number: 15370,
 };
 
+/// The shard multiorch manages. v0.1.0 exits without it ("watch-targets is required",
+/// go/services/multiorch/init.go), and serves only database `postgres`, table group `default`,
+/// shard `0-inf`.
+pub(super) const WATCH_TARGETS: &str = "--watch-targets=postgres/default/0-inf";
+
 /// The objects of `orch`.
 pub fn orch(orch: &MultiOrch) -> Result<DeploymentObjects, BuildError> {
     let MultiOrchSpec {
@@ -35,6 +40,7 @@ pub fn orch(orch: &MultiOrch) -> Result<DeploymentObjects, BuildError> {
             topo,
             http: HTTP,
             ports: &[("http-port", HTTP), ("grpc-port", GRPC)],
+            flags: &[WATCH_TARGETS],
         },
     )
 }

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, VolumeMount,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecurityContext, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -18,6 +19,34 @@ use super::validate;
 
 /// Environment variable holding the pod's name (from the Downward API).
 pub(super) const POD_NAME_ENV: &str = "POD_NAME";
+/// Environment variable holding the pod's IP address (from the Downward API).
+pub(super) const POD_IP_ENV: &str = "POD_IP";
+
+/// The Multigres image's own user: multigateway and multiorch write nothing to disk.
+pub(super) const MULTIGRES_USER: RunAs = RunAs {
+    user: 65532,
+    fs_group: None,
+};
+/// The pgctld image's `postgres` user, for both containers of a pooler pod: multipooler and
+/// pgctld both write `<pooler-dir>/pgbackrest/pgbackrest.pgpass` (mode 0600) and the data
+/// directory, and a volume owned by root refuses pgctld's mkdir without the `fsGroup`.
+pub(super) const POSTGRES_USER: RunAs = RunAs {
+    user: 999,
+    fs_group: Some(999),
+};
+/// etcd as a non-root user that owns its data volume through the `fsGroup`.
+pub(super) const ETCD_USER: RunAs = RunAs {
+    user: 65532,
+    fs_group: Some(65532),
+};
+
+/// The user a data-plane process runs as, with its group (and the volume's `fsGroup`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RunAs {
+    pub user: i64,
+    /// When set, the kubelet gives the pod's volumes to this group.
+    pub fs_group: Option<i64>,
+}
 
 /// A component spec resolved against the component's defaults and checked: everything needed
 /// to build its pod template.
@@ -98,15 +127,49 @@ impl PodShape {
         self.resources.clone()
     }
 
-    /// The pod template with `containers`.
-    pub fn template(self, containers: Vec<Container>) -> PodTemplateSpec {
+    /// The pod template with `containers`, whose processes run as `run_as` under the restricted
+    /// Pod Security Standard: never root, no privilege escalation, no capabilities, the
+    /// runtime's seccomp profile.
+    pub fn template(self, run_as: RunAs, mut containers: Vec<Container>) -> PodTemplateSpec {
+        for container in &mut containers {
+            container.security_context = Some(restricted());
+        }
         PodTemplateSpec {
             metadata: Some(self.metadata),
             spec: Some(PodSpec {
                 containers,
+                security_context: Some(PodSecurityContext {
+                    run_as_user: Some(run_as.user),
+                    run_as_group: Some(run_as.user),
+                    run_as_non_root: Some(true),
+                    fs_group: run_as.fs_group,
+                    seccomp_profile: Some(runtime_default_seccomp()),
+                    ..PodSecurityContext::default()
+                }),
                 ..self.spec
             }),
         }
+    }
+}
+
+/// A container's part of the restricted Pod Security Standard.
+fn restricted() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_string()]),
+            ..Capabilities::default()
+        }),
+        run_as_non_root: Some(true),
+        seccomp_profile: Some(runtime_default_seccomp()),
+        ..SecurityContext::default()
+    }
+}
+
+fn runtime_default_seccomp() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".to_string(),
+        ..SeccompProfile::default()
     }
 }
 
@@ -134,11 +197,21 @@ pub(super) fn container_ports(ports: &[Port]) -> Vec<ContainerPort> {
 
 /// `POD_NAME` from the Downward API, so flags can say `$(POD_NAME)`.
 pub(super) fn pod_name_env() -> EnvVar {
+    field_env(POD_NAME_ENV, "metadata.name")
+}
+
+/// `POD_IP` from the Downward API, so flags can say `$(POD_IP)`.
+pub(super) fn pod_ip_env() -> EnvVar {
+    field_env(POD_IP_ENV, "status.podIP")
+}
+
+/// An environment variable from the Downward API field `path`.
+pub(super) fn field_env(name: &str, path: &str) -> EnvVar {
     EnvVar {
-        name: POD_NAME_ENV.to_string(),
+        name: name.to_string(),
         value_from: Some(EnvVarSource {
             field_ref: Some(ObjectFieldSelector {
-                field_path: "metadata.name".to_string(),
+                field_path: path.to_string(),
                 ..ObjectFieldSelector::default()
             }),
             ..EnvVarSource::default()
@@ -251,6 +324,11 @@ mod tests {
     use shared::crd::{Etcd, EtcdSpec};
     use shared::meta::{ComponentLabel, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_NAME};
 
+    const ROOTLESS: RunAs = RunAs {
+        user: 1000,
+        fs_group: None,
+    };
+
     fn stored_etcd(spec: ComponentSpec) -> Etcd {
         let mut etcd = Etcd::new(
             "topo",
@@ -278,7 +356,7 @@ mod tests {
         let owner = Owner::new(&etcd, ComponentLabel::Etcd, None).expect("owner");
         let template = PodShape::new(Component::Etcd, &etcd.spec.component, &owner)
             .expect("shape")
-            .template(vec![]);
+            .template(ROOTLESS, vec![]);
         let labels = template
             .metadata
             .and_then(|m| m.labels)
@@ -303,7 +381,7 @@ mod tests {
         let owner = Owner::new(&etcd, ComponentLabel::Etcd, None).expect("owner");
         let template = PodShape::new(Component::Etcd, &etcd.spec.component, &owner)
             .expect("shape")
-            .template(vec![]);
+            .template(ROOTLESS, vec![]);
         let spec = template.spec.expect("pod spec");
         assert_eq!(spec.tolerations, None);
         assert_eq!(spec.node_selector, None);

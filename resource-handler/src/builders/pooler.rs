@@ -45,6 +45,32 @@ const POOLER_DIR: &str = "/var/lib/pooler";
 /// own a mount point.
 const PGDATA: &str = "/var/lib/pooler/pg_data";
 const PGCTLD_BINARY: &str = "/usr/local/bin/pgctld";
+/// The shard a pooler serves. v0.1.0 requires each flag ("table group is required", "shard is
+/// required": go/services/multipooler/init.go) and accepts only these values (MVP validation in
+/// go/services/multipooler/manager/manager.go).
+pub(super) const SHARD_FLAGS: [&str; 3] = [
+    "--database=postgres",
+    "--table-group=default",
+    "--shard=0-inf",
+];
+/// The pod's ordinal, which the StatefulSet controller puts in this label.
+const POD_INDEX_ENV: &str = "POD_INDEX";
+const POD_INDEX_FIELD: &str = "metadata.labels['apps.kubernetes.io/pod-index']";
+
+/// The pooler's id in the topology, stable across restarts (a random one per start leaves a
+/// stale record behind each time) and unique in the cell across StatefulSets: `p<hash of the
+/// StatefulSet's name>-<ordinal>`. Short, and without `_`: the replication application name is
+/// `<cell>_<id>`, at most 63 characters (go/services/multipooler/manager/pg_replication.go).
+/// The longest cell whose `<cell>_<service id>` fits 63 characters: the id is `p`, 8 hex digits,
+/// `-` and an ordinal of at most 2 digits (64 replicas at most).
+const MAX_CELL_LEN: usize = 63 - 1 - 12;
+
+fn service_id(statefulset: &str) -> String {
+    format!(
+        "p{:08x}-$({POD_INDEX_ENV})",
+        shared::meta::fnv1a(statefulset) & 0xffff_ffff
+    )
+}
 
 /// The objects of `pooler`.
 pub fn pooler(pooler: &MultiPooler) -> Result<PoolerObjects, BuildError> {
@@ -59,6 +85,13 @@ pub fn pooler(pooler: &MultiPooler) -> Result<PoolerObjects, BuildError> {
         topo,
     } = &pooler.spec;
     let owner = Owner::new(pooler, ComponentLabel::Pooler, Some(cell))?;
+    if cell.len() > MAX_CELL_LEN {
+        return Err(BuildError::CellNameTooLong {
+            cell: cell.clone(),
+            len: cell.len(),
+            max: MAX_CELL_LEN,
+        });
+    }
     let service = objects::service(
         &owner,
         &owner.name,
@@ -76,18 +109,30 @@ pub fn pooler(pooler: &MultiPooler) -> Result<PoolerObjects, BuildError> {
     let mut args = pod::multigres_args(cell, topo, &[("http-port", HTTP), ("grpc-port", GRPC)]);
     args.extend([
         format!("--pooler-dir={POOLER_DIR}"),
+        // Its own default is localhost:15200, the usual pooler HTTP port.
         format!("--pgctld-addr=localhost:{}", PGCTLD_GRPC.number),
         format!("--pg-port={}", POSTGRES.number),
+        format!(
+            "--socket-file={POOLER_DIR}/pg_sockets/.s.PGSQL.{}",
+            POSTGRES.number
+        ),
+        // pgctld's postgres allows 60 connections; leave room for replication and admin.
+        "--connpool-global-capacity=40".to_string(),
+        format!("--service-id={}", service_id(&owner.name)),
     ]);
+    args.extend(SHARD_FLAGS.iter().map(|f| f.to_string()));
     multipooler.args = Some(args);
-    multipooler.env = Some(vec![pod::env("PGDATA", PGDATA)]);
+    multipooler.env = Some(vec![
+        pod::env("PGDATA", PGDATA),
+        pod::field_env(POD_INDEX_ENV, POD_INDEX_FIELD),
+    ]);
     multipooler.ports = Some(pod::container_ports(&[HTTP, GRPC]));
     multipooler.volume_mounts = Some(vec![pod::data_mount(POOLER_DIR)]);
     pod::multigres_probes(&mut multipooler, &HTTP);
 
     let postgres = postgres_container(&shape, postgres_image);
     let replicas = shape.replicas;
-    let template = shape.template(vec![multipooler, postgres]);
+    let template = shape.template(pod::POSTGRES_USER, vec![multipooler, postgres]);
     let statefulset = objects::statefulset(&owner, replicas, &owner.name, template, claim)?;
     Ok(PoolerObjects {
         statefulset,

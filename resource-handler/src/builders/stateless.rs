@@ -23,6 +23,8 @@ pub(super) struct Stateless<'a> {
     pub http: Port,
     /// Every port with the flag that sets it, HTTP included; all are exposed by the Service.
     pub ports: &'a [(&'static str, Port)],
+    /// Flags of this binary alone.
+    pub flags: &'a [&'static str],
 }
 
 /// The Deployment and Service of `object`.
@@ -39,6 +41,7 @@ pub(super) fn deployment_objects<K: Resource<DynamicType = ()>>(
         topo,
         http,
         ports,
+        flags,
     } = stateless;
     let owner = Owner::new(object, label, Some(cell))?;
     let service_ports: Vec<Port> = ports.iter().map(|(_, port)| *port).collect();
@@ -46,12 +49,19 @@ pub(super) fn deployment_objects<K: Resource<DynamicType = ()>>(
     let shape = PodShape::new(component, spec, &owner)?;
     let mut container = shape.container(binary, &shape.image);
     container.command = Some(vec![binary.to_string()]);
-    container.args = Some(pod::multigres_args(cell, topo, ports));
+    let mut args = pod::multigres_args(cell, topo, ports);
+    // The address others dial, as registered in the topology: a Deployment pod's name does not
+    // resolve in DNS, its IP does.
+    args.push(format!("--hostname=$({})", pod::POD_IP_ENV));
+    args.extend(flags.iter().map(|f| f.to_string()));
+    container.args = Some(args);
+    container.env = Some(vec![pod::pod_ip_env()]);
     container.ports = Some(pod::container_ports(&service_ports));
     container.resources = shape.resources();
     pod::multigres_probes(&mut container, &http);
     let replicas = shape.replicas;
-    let deployment = objects::deployment(&owner, replicas, shape.template(vec![container]))?;
+    let template = shape.template(pod::MULTIGRES_USER, vec![container]);
+    let deployment = objects::deployment(&owner, replicas, template)?;
     Ok(DeploymentObjects {
         deployment,
         service,

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ComponentSpec {
-    /// Container image, e.g. `ghcr.io/multigres/multigres:main`. Defaults per component.
+    /// Container image, e.g. `ghcr.io/multigres/multigres:v0.1.0`. Defaults per component.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     #[schemars(extend("x-kubernetes-validations" = [{
@@ -204,7 +204,7 @@ pub struct PoolerTemplate {
     #[serde(flatten)]
     pub component: ComponentSpec,
 
-    /// Image of the postgres sidecar (pgctld), e.g. `ghcr.io/multigres/pgctld:main`.
+    /// Image of the postgres sidecar (pgctld), e.g. `ghcr.io/multigres/pgctld:v0.1.0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     #[schemars(extend("x-kubernetes-validations" = [{
