@@ -344,3 +344,65 @@ async fn the_api_server_links_the_trace_of_an_ordinary_caller() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn etcd_replicas_cannot_change_after_creation() {
+    let (_env, client) = client().await;
+    with_namespace(&client, "etcdsize", |client, ns| async move {
+        let message = "etcd replicas cannot change after creation";
+        let patch = |replicas: serde_json::Value| {
+            kube::api::Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}}))
+        };
+        let etcds: Api<shared::crd::Etcd> = Api::namespaced(client.clone(), &ns.name);
+        let etcd: shared::crd::Etcd = serde_json::from_value(serde_json::json!({
+            "apiVersion": "multigres.com/v1alpha1", "kind": "Etcd",
+            "metadata": {"name": "topo"}, "spec": {}
+        }))
+        .expect("etcd");
+        etcds
+            .create(&PostParams::default(), &etcd)
+            .await
+            .expect("create etcd");
+        let params = kube::api::PatchParams::default();
+        // Unset means 3: saying so is no change, anything else is refused.
+        etcds
+            .patch("topo", &params, &patch(serde_json::json!(3)))
+            .await
+            .expect("spelling out the default is no change");
+        let err = etcds
+            .patch("topo", &params, &patch(serde_json::json!(5)))
+            .await
+            .expect_err("a resize is refused");
+        assert!(err.to_string().contains(message), "error: {err}");
+        etcds
+            .patch(
+                "topo",
+                &params,
+                &kube::api::Patch::Merge(serde_json::json!({"spec": {"podLabels": {"a": "b"}}})),
+            )
+            .await
+            .expect("other fields still change");
+
+        let clusters: Api<shared::crd::MultigresCluster> =
+            Api::namespaced(client.clone(), &ns.name);
+        let cluster: shared::crd::MultigresCluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "multigres.com/v1alpha1", "kind": "MultigresCluster",
+            "metadata": {"name": "small"}, "spec": {"etcd": {"replicas": 1}}
+        }))
+        .expect("cluster");
+        clusters
+            .create(&PostParams::default(), &cluster)
+            .await
+            .expect("create cluster");
+        let err = clusters
+            .patch(
+                "small",
+                &params,
+                &kube::api::Patch::Merge(serde_json::json!({"spec": {"etcd": {"replicas": 3}}})),
+            )
+            .await
+            .expect_err("a cluster's etcd resize is refused");
+        assert!(err.to_string().contains(message), "error: {err}");
+    })
+    .await;
+}

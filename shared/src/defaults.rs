@@ -108,6 +108,19 @@ mod tests {
     }
 
     #[test]
+    fn the_etcd_replicas_rule_uses_the_default() {
+        let default = Component::Etcd.default_replicas();
+        assert_eq!(
+            crate::crd::ETCD_REPLICAS_UNCHANGED
+                .matches(&format!(": {default})"))
+                .count(),
+            2,
+            "{}",
+            crate::crd::ETCD_REPLICAS_UNCHANGED
+        );
+    }
+
+    #[test]
     fn set_fields_win_over_defaults() {
         let spec = ComponentSpec {
             replicas: Some(0),

@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{ComponentSpec, ComponentStatus, PoolerTemplate, StorageSpec, TopoSpec};
 
+/// CEL transition rule: the effective replica count (unset means the default, 3) never changes.
+pub const ETCD_REPLICAS_UNCHANGED: &str =
+    "(has(self.replicas) ? self.replicas : 3) == (has(oldSelf.replicas) ? oldSelf.replicas : 3)";
+
 /// Etcd: the global topology server of a cluster, run as a StatefulSet with a headless peer
 /// Service and a client Service.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -43,6 +47,10 @@ use super::common::{ComponentSpec, ComponentStatus, PoolerTemplate, StorageSpec,
 #[schemars(extend("x-kubernetes-validations" = [{
     "rule": "!has(self.replicas) || (self.replicas % 2 == 1 && self.replicas <= 9)",
     "message": "etcd replicas must be an odd number from 1 to 9 so that the members keep quorum"
+}, {
+    "rule": ETCD_REPLICAS_UNCHANGED,
+    "message": "etcd replicas cannot change after creation: the members start with a fixed \
+                --initial-cluster and are never added or removed; create a new cluster to resize"
 }]))]
 pub struct EtcdSpec {
     #[serde(flatten)]

@@ -22,8 +22,8 @@ pub use common::{
     StorageSpec, TopoSpec,
 };
 pub use components::{
-    Etcd, EtcdSpec, MultiGateway, MultiGatewaySpec, MultiOrch, MultiOrchSpec, MultiPooler,
-    MultiPoolerSpec,
+    ETCD_REPLICAS_UNCHANGED, Etcd, EtcdSpec, MultiGateway, MultiGatewaySpec, MultiOrch,
+    MultiOrchSpec, MultiPooler, MultiPoolerSpec,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
