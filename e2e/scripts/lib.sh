@@ -297,7 +297,7 @@ node_netns() {
   local f
   for f in /var/run/netns/*; do
     [[ -e "$f" ]] || continue
-    ip -n "${f##*/}" -4 -o addr show 2>/dev/null | grep -q " inet ${NODE_IP%.*}\." && printf '%s\n' "${f##*/}"
+    grep -q " inet ${NODE_IP%.*}\." <<<"$(ip -n "${f##*/}" -4 -o addr show 2>/dev/null)" && printf '%s\n' "${f##*/}"
   done
   return 0
 }

@@ -89,7 +89,7 @@ mapfile -t netns < <(node_netns)
 ((${#netns[@]} == 0)) || left+=("network namespaces: ${netns[*]}")
 ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && left+=("network device $NODE_BRIDGE")
 iptables -w -S "$NODE_GUARD_CHAIN" >/dev/null 2>&1 && left+=("iptables chain $NODE_GUARD_CHAIN")
-iptables-save 2>/dev/null | grep -q '^:KUBE-' && left+=("KUBE-* iptables chains")
+grep -q '^:KUBE-' <<<"$(iptables-save 2>/dev/null)" && left+=("KUBE-* iptables chains")
 if ((${#left[@]} > 0)); then
   for l in "${left[@]}"; do log "ERROR: left behind: $l"; done
   log "keeping $NODE_DIR"

@@ -243,9 +243,10 @@ while read -r ref file; do
   [[ -n "$ref" && "$ref" != \#* ]] || continue
   ctr_ images import --no-unpack "$IMAGES/$file" >>"$LOG_DIR/image-import.log" 2>&1 ||
     { log_tail image-import; die "importing $IMAGES/$file ($ref) into containerd failed"; }
-  ctr_ images ls -q | grep -qxF "$ref" || die "$IMAGES/$file did not import as $ref (see $LOG_DIR/image-import.log)"
+  # Not a pipe into grep -q: with pipefail, grep's early exit would fail ctr with SIGPIPE.
+  grep -qxF "$ref" <<<"$(ctr_ images ls -q)" || die "$IMAGES/$file did not import as $ref (see $LOG_DIR/image-import.log)"
 done <"$IMAGES/images.txt"
-ctr_ images ls -q | grep -qxF "$SANDBOX_IMAGE" || die "the sandbox image $SANDBOX_IMAGE is not among the built images"
+grep -qxF "$SANDBOX_IMAGE" <<<"$(ctr_ images ls -q)" || die "the sandbox image $SANDBOX_IMAGE is not among the built images"
 log "imported $(grep -c '^[^#]' "$IMAGES/images.txt") images in $((SECONDS - t0))s"
 
 # --- API objects the node's services need -------------------------------------------------------
