@@ -87,6 +87,7 @@ pub fn build(cell: &Cell) -> Result<CellChildren, SpecError> {
                 pooler: cell.spec.pooler.clone().unwrap_or_default(),
                 cell: cell.spec.name.clone(),
                 topo: cell.spec.topo.clone(),
+                password_secret_ref: cell.spec.password_secret_ref.clone(),
             },
             status: None,
         },
@@ -243,7 +244,7 @@ pub fn error_policy(obj: Arc<Cell>, err: &Error, ctx: Arc<Context>) -> Action {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::crd::{CellSpec, ComponentSpec, TopoSpec};
+    use shared::crd::{CellSpec, ComponentSpec, SecretKeyRef, TopoSpec};
 
     fn cell(name: &str) -> Cell {
         let mut c = Cell::new(
@@ -260,6 +261,10 @@ mod tests {
                 }),
                 orch: None,
                 pooler: None,
+                password_secret_ref: Some(SecretKeyRef {
+                    name: "demo-postgres-password".into(),
+                    key: None,
+                }),
             },
         );
         c.metadata.namespace = Some("prod".into());

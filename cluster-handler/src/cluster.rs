@@ -12,14 +12,14 @@ use kube::{Api, Resource, ResourceExt};
 use shared::apply::Desired;
 use shared::crd::{
     Cell, CellSpec, CellTemplate, ClusterStatus, ComponentSpec, Etcd, MultigresCluster,
-    PoolerTemplate, ReadyCount, TopoSpec,
+    PoolerTemplate, ReadyCount, SecretKeyRef, TopoSpec,
 };
 use shared::defaults::DEFAULT_CELL_NAME;
 use shared::meta::{
     CLUSTER_HANDLER_MANAGER, ComponentLabel, LABEL_CELL, LABEL_CLUSTER, MAX_DNS_LABEL,
-    MAX_STATEFULSET_NAME, cell_component_name, cell_object_name, child_meta, cluster_etcd_name,
-    etcd_client_address, etcd_client_service, etcd_peer_service, is_controlled_by, object_ref,
-    standard_labels,
+    MAX_DNS_SUBDOMAIN, MAX_STATEFULSET_NAME, cell_component_name, cell_object_name, child_meta,
+    cluster_etcd_name, etcd_client_address, etcd_client_service, etcd_peer_service,
+    generated_password_secret, is_controlled_by, object_ref, standard_labels,
 };
 use shared::telemetry::spans;
 
@@ -27,6 +27,7 @@ use crate::aggregate::{ChildReport, core_status, finish, sum};
 use crate::context::Context;
 use crate::error::Error;
 use crate::fanout::{FanOut, failures, written};
+use crate::password::CredentialsError;
 use crate::spec::{SpecError, check_len};
 
 const KIND: &str = "MultigresCluster";
@@ -62,6 +63,58 @@ fn merged<T: Clone + Default + PartialEq>(
     let base = base.cloned().unwrap_or_default();
     let merged = own.map_or_else(|| base.clone(), |own| overlay(own, &base));
     (merged != T::default()).then_some(merged)
+}
+
+/// Where the cluster's postgres admin password is: the Secret the user names, or the one the
+/// cluster-handler generates (`<cluster>-postgres-password`, key `password`).
+pub fn password_secret_ref(cluster: &MultigresCluster) -> SecretKeyRef {
+    let user = cluster
+        .spec
+        .postgres
+        .as_ref()
+        .and_then(|p| p.password_secret_ref.clone());
+    user.unwrap_or_else(|| SecretKeyRef {
+        name: generated_password_secret(&cluster.name_any()),
+        key: None,
+    })
+}
+
+/// The password Secret, checked once per cluster and Secret name in this process, in its own
+/// span (`ensure Secret`) that names the Secret and says whether it was created; never its
+/// value. A Secret deleted later is not recreated: a new password would not match the one
+/// postgres was initialised with.
+async fn ensure_password(
+    ctx: &Context,
+    cluster: &MultigresCluster,
+) -> Result<(), CredentialsError> {
+    let name = password_secret_ref(cluster).name;
+    let key = (cluster.uid().unwrap_or_default(), name.clone());
+    if ctx
+        .ensured_secrets
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&key)
+    {
+        return Ok(());
+    }
+    let span = tracing::info_span!(
+        target: "multigres::apply",
+        "ensure Secret",
+        otel.name = "ensure Secret",
+        k8s.object.name = %name,
+        multigres.apply.decision = tracing::field::Empty,
+    );
+    let (_, created) =
+        spans::run_in(span.clone(), crate::password::ensure(&ctx.client, cluster)).await?;
+    span.record(
+        "multigres.apply.decision",
+        if created { "create" } else { "unchanged" },
+    );
+    ctx.ensured_secrets
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key);
+    Ok(())
 }
 
 /// Builds the children of `cluster` (pure). Checks every generated name fits its limit, so a
@@ -102,6 +155,13 @@ pub fn build(cluster: &MultigresCluster) -> Result<ClusterChildren, SpecError> {
         global_server_addresses: etcd_client_address(&etcd_name, &ns),
         global_root: None,
     };
+    let password_ref = password_secret_ref(cluster);
+    check_len(
+        "password Secret",
+        &password_ref.name,
+        MAX_DNS_SUBDOMAIN,
+        "MultigresCluster",
+    )?;
     let default_cell = [CellTemplate {
         name: DEFAULT_CELL_NAME.to_string(),
         ..Default::default()
@@ -156,6 +216,7 @@ pub fn build(cluster: &MultigresCluster) -> Result<ClusterChildren, SpecError> {
                     cluster.spec.pooler.as_ref(),
                     PoolerTemplate::overlay,
                 ),
+                password_secret_ref: Some(password_ref.clone()),
             },
             status: None,
         });
@@ -203,44 +264,54 @@ async fn reconcile_in_span(
             }),
         ),
         Ok(children) => {
-            let mut fan = FanOut::default();
-            let etcd = children.etcd.clone();
-            let live = ctx.etcds.get(&ObjectRef::from(&etcd));
-            fan.apply(
-                Api::<Etcd>::namespaced(ctx.client.clone(), &ns),
-                Desired::traced(etcd),
-                live,
-            );
-            for cell in &children.cells {
-                let live = ctx.cells.get(&ObjectRef::from(cell));
+            if let Err(source) = ensure_password(&ctx, &obj).await {
+                (
+                    None,
+                    Some((source.reason(), source.to_string())),
+                    Err(Error::Credentials {
+                        object: object.clone(),
+                        source,
+                    }),
+                )
+            } else {
+                let mut fan = FanOut::default();
+                let etcd = children.etcd.clone();
+                let live = ctx.etcds.get(&ObjectRef::from(&etcd));
                 fan.apply(
-                    Api::<Cell>::namespaced(ctx.client.clone(), &ns),
-                    Desired::traced(cell.clone()),
+                    Api::<Etcd>::namespaced(ctx.client.clone(), &ns),
+                    Desired::traced(etcd),
                     live,
                 );
+                for cell in &children.cells {
+                    let live = ctx.cells.get(&ObjectRef::from(cell));
+                    fan.apply(
+                        Api::<Cell>::namespaced(ctx.client.clone(), &ns),
+                        Desired::traced(cell.clone()),
+                        live,
+                    );
+                }
+                let writes = fan.join().await;
+                let failed = failures(&writes);
+                just_written = written(&writes);
+                let keep: BTreeSet<String> = children.cells.iter().map(|c| c.name_any()).collect();
+                let cleanup_span = tracing::info_span!(target: "multigres::cleanup", "cleanup", otel.name = "cleanup");
+                let cleanup = spans::run_in(
+                    cleanup_span,
+                    delete_stale_cells(&ctx, &ns, &uid, &keep, &object),
+                )
+                .await;
+                let result = match (failed.is_empty(), cleanup) {
+                    (false, _) => Err(Error::Children {
+                        object: object.clone(),
+                        failed: failed.clone(),
+                    }),
+                    (true, Err(e)) => Err(e),
+                    (true, Ok(())) => Ok(()),
+                };
+                let problem =
+                    (!failed.is_empty()).then(|| ("ApplyFailed", crate::error::describe(&failed)));
+                (Some(children), problem, result)
             }
-            let writes = fan.join().await;
-            let failed = failures(&writes);
-            just_written = written(&writes);
-            let keep: BTreeSet<String> = children.cells.iter().map(|c| c.name_any()).collect();
-            let cleanup_span =
-                tracing::info_span!(target: "multigres::cleanup", "cleanup", otel.name = "cleanup");
-            let cleanup = spans::run_in(
-                cleanup_span,
-                delete_stale_cells(&ctx, &ns, &uid, &keep, &object),
-            )
-            .await;
-            let result = match (failed.is_empty(), cleanup) {
-                (false, _) => Err(Error::Children {
-                    object: object.clone(),
-                    failed: failed.clone(),
-                }),
-                (true, Err(e)) => Err(e),
-                (true, Ok(())) => Ok(()),
-            };
-            let problem =
-                (!failed.is_empty()).then(|| ("ApplyFailed", crate::error::describe(&failed)));
-            (Some(children), problem, result)
         }
     };
 
@@ -397,6 +468,36 @@ mod tests {
         c.metadata.namespace = Some("prod".into());
         c.metadata.uid = Some("uid-1".into());
         c
+    }
+
+    #[test]
+    fn every_cell_gets_the_password_secret_generated_or_named() {
+        let generated = build(&cluster(
+            "shop",
+            serde_json::json!({"cells": [{"name": "a"}, {"name": "b"}]}),
+        ))
+        .expect("children");
+        for cell in &generated.cells {
+            assert_eq!(
+                cell.spec.password_secret_ref,
+                Some(SecretKeyRef {
+                    name: "shop-postgres-password".into(),
+                    key: None
+                })
+            );
+        }
+        let named = build(&cluster(
+            "shop",
+            serde_json::json!({"postgres": {"passwordSecretRef": {"name": "team", "key": "pw"}}}),
+        ))
+        .expect("children");
+        assert_eq!(
+            named.cells[0].spec.password_secret_ref,
+            Some(SecretKeyRef {
+                name: "team".into(),
+                key: Some("pw".into())
+            })
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! State shared by the cluster and cell controllers.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::Client;
@@ -22,6 +23,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// How often a healthy object is reconciled again even without events.
     pub resync: Duration,
+    /// (cluster uid, Secret name) of the password Secrets found or created by this process.
+    pub ensured_secrets: Mutex<HashSet<(String, String)>>,
 }
 
 impl Context {

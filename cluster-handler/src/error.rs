@@ -14,6 +14,14 @@ pub enum Error {
         source: SpecError,
     },
 
+    /// The postgres password Secret is missing or wrong; the children wait for it.
+    #[error("{object}: {source}")]
+    Credentials {
+        object: String,
+        #[source]
+        source: crate::password::CredentialsError,
+    },
+
     /// Some children could not be written; the others were.
     #[error("{object}: {}", describe(.failed))]
     Children {
@@ -53,6 +61,7 @@ impl Error {
     pub fn category(&self) -> &'static str {
         match self {
             Self::Spec { .. } => "invalid_spec",
+            Self::Credentials { .. } => "credentials",
             Self::Children { .. } => "apply",
             Self::Cleanup { .. } => "cleanup",
             Self::Status { .. } => "status",

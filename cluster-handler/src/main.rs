@@ -12,6 +12,7 @@ mod cluster;
 mod context;
 mod error;
 mod fanout;
+mod password;
 mod run;
 mod spec;
 

@@ -79,6 +79,7 @@ async fn controllers(
         backoffs: Default::default(),
         metrics,
         resync: common.resync,
+        ensured_secrets: Default::default(),
     });
     let clusters = Controller::new(
         common.watch_api::<MultigresCluster>(&client),

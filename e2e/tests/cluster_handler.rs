@@ -286,3 +286,92 @@ async fn a_name_too_long_for_its_children_is_reported_on_the_cluster() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_missing_password_secret_holds_the_cluster_until_it_exists() {
+    let client = admin().await;
+    with_namespace(&client, "ch-password", |client, ns| async move {
+        let (_cluster_handler, _resource_handler) = both_handlers(&ns.name).await;
+        let api: Api<MultigresCluster> = Api::namespaced(client.clone(), &ns.name);
+        let mut cluster = sample("minimal-cluster.yaml");
+        cluster.spec.postgres = Some(shared::crd::PostgresSpec {
+            password_secret_ref: Some(shared::crd::SecretKeyRef {
+                name: "team-db-password".into(),
+                key: Some("pw".into()),
+            }),
+        });
+        api.create(&PostParams::default(), &cluster)
+            .await
+            .expect("cluster created");
+        let cond = wait_until(
+            "Ready=False with CredentialsUnavailable",
+            TIMEOUT,
+            || async {
+                let c = api.get("minimal").await.map_err(|e| e.to_string())?;
+                let s = c.status.unwrap_or_default();
+                match condition(&s.core.conditions, READY) {
+                    Some(c) if c.status == "False" && c.reason == "CredentialsUnavailable" => {
+                        Ok(c.clone())
+                    }
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        )
+        .await;
+        assert_eq!(
+            cond.message,
+            "Secret team-db-password named by spec.postgres.passwordSecretRef does not exist; \
+             create it with the key pw"
+        );
+        assert!(
+            Api::<Etcd>::namespaced(client.clone(), &ns.name)
+                .get_opt(&cluster_etcd_name("minimal"))
+                .await
+                .expect("get")
+                .is_none(),
+            "nothing is created before the password exists"
+        );
+        let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+            "metadata": {"name": "team-db-password"},
+            "stringData": {"pw": "chosen-by-the-team"}
+        }))
+        .expect("secret");
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns.name)
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("secret created");
+        wait_healthy(&api, "minimal").await;
+        // The poolers mount the team's Secret, and nothing was generated.
+        let (_, [_, _, pooler]) = cell_objects("minimal", "default");
+        let sts = Api::<StatefulSet>::namespaced(client.clone(), &ns.name)
+            .get(&pooler)
+            .await
+            .expect("pooler StatefulSet");
+        let volumes = sts
+            .spec
+            .and_then(|s| s.template.spec)
+            .and_then(|s| s.volumes)
+            .unwrap_or_default();
+        let secret_volume = volumes
+            .iter()
+            .find_map(|v| v.secret.as_ref())
+            .expect("a Secret volume");
+        assert_eq!(
+            secret_volume.secret_name.as_deref(),
+            Some("team-db-password")
+        );
+        assert_eq!(
+            secret_volume.items.as_ref().map(|i| i[0].key.as_str()),
+            Some("pw")
+        );
+        assert!(
+            Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns.name)
+                .get_opt(&shared::meta::generated_password_secret("minimal"))
+                .await
+                .expect("get")
+                .is_none(),
+            "no password is generated when the cluster names one"
+        );
+    })
+    .await;
+}

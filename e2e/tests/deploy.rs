@@ -193,6 +193,14 @@ async fn installed_from_manifests_each_handler_runs_a_lifecycle_with_only_its_ow
                 ),
             ),
             (
+                "cluster-handler deletes a Secret",
+                forbidden(
+                    Api::<Secret>::namespaced(as_cluster.clone(), &ns)
+                        .delete("any", &Default::default())
+                        .await,
+                ),
+            ),
+            (
                 "cluster-handler creates a MultigresCluster",
                 forbidden(
                     Api::<MultigresCluster>::namespaced(as_cluster.clone(), &ns)

@@ -12,6 +12,7 @@ use e2e::tempo::shape::describe;
 use e2e::tempo::{Span, Tempo};
 use e2e::{TestEnv, install_crds, wait_until, with_namespace};
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -492,6 +493,36 @@ async fn a_secret_in_a_spec_never_reaches_spans_or_logs() {
                 .expect("trace")
                 .unwrap_or_default(),
         );
+        // The postgres password the cluster-handler generated: in a Secret owned by the cluster,
+        // mounted by the poolers, and in no span, log or status either.
+        let generated = Api::<Secret>::namespaced(client.clone(), &ns)
+            .get(&shared::meta::generated_password_secret("secretive"))
+            .await
+            .expect("the generated password Secret");
+        let cluster_uid = api
+            .get("secretive")
+            .await
+            .expect("cluster")
+            .uid()
+            .unwrap_or_default();
+        assert!(
+            shared::meta::is_controlled_by(&generated, &cluster_uid),
+            "the Secret is owned by its cluster: {:?}",
+            generated.metadata.owner_references
+        );
+        let password = generated
+            .data
+            .as_ref()
+            .and_then(|d| d.get("password"))
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+            .expect("a password");
+        assert_eq!(password.len(), 64, "32 random bytes, hex-encoded");
+        let status = serde_json::to_string(&api.get("secretive").await.expect("cluster").status)
+            .expect("status json");
+        assert!(
+            !status.contains(&password),
+            "the cluster's status carries the password"
+        );
         let fragment = "S3cret";
         let leaks: Vec<String> = spans
             .iter()
@@ -504,7 +535,7 @@ async fn a_secret_in_a_spec_never_reaches_spans_or_logs() {
                     .values()
                     .chain(events)
                     .chain([&s.status_message, &s.name])
-                    .any(|v| v.contains(fragment))
+                    .any(|v| v.contains(fragment) || v.contains(&password))
             })
             .map(|s| format!("{} {} {:?}", s.service, s.name, s.attributes))
             .collect();
@@ -517,6 +548,11 @@ async fn a_secret_in_a_spec_never_reaches_spans_or_logs() {
         for h in [&cluster_handler, &resource_handler] {
             let lines = std::fs::read_to_string(&h.log_path).unwrap_or_default();
             assert!(!lines.contains(fragment), "{} logged the secret", h.name);
+            assert!(
+                !lines.contains(&password),
+                "{} logged the postgres password",
+                h.name
+            );
         }
         println!("{} spans and two logs checked for the secret", spans.len());
     })

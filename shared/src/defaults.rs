@@ -20,6 +20,9 @@ pub const ETCD_STORAGE_SIZE: &str = "1Gi";
 /// Volume size of each pooler's postgres data.
 pub const POOLER_STORAGE_SIZE: &str = "10Gi";
 
+/// Key of the postgres admin password in its Secret.
+pub const PASSWORD_KEY: &str = "password";
+
 /// The cell a cluster gets when `spec.cells` is empty.
 pub const DEFAULT_CELL_NAME: &str = "default";
 /// Root path of the global topology in etcd.

@@ -27,6 +27,8 @@ pub const LABEL_CELL: &str = "multigres.com/cell";
 pub const MAX_STATEFULSET_NAME: usize = 52;
 /// Longest DNS label (Service, Deployment and most object names).
 pub const MAX_DNS_LABEL: usize = 63;
+/// Longest DNS subdomain name (most object names, Secrets among them).
+pub const MAX_DNS_SUBDOMAIN: usize = 253;
 
 /// The `app.kubernetes.io/component` value of each workload kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +121,12 @@ pub fn is_controlled_by<K: Resource>(child: &K, uid: &str) -> bool {
 /// Name of the etcd cluster of a MultigresCluster.
 pub fn cluster_etcd_name(cluster: &str) -> String {
     format!("{cluster}-etcd")
+}
+
+/// Name of the Secret holding the postgres admin password the cluster-handler generates for a
+/// cluster that names none.
+pub fn generated_password_secret(cluster: &str) -> String {
+    format!("{cluster}-postgres-password")
 }
 
 /// Name of the Cell object for cell `cell` of a MultigresCluster: `<cluster>-<cell>-<hash>`.

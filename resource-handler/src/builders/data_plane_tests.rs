@@ -251,3 +251,59 @@ fn every_data_plane_pod_is_restricted() {
         }
     }
 }
+
+#[test]
+fn both_pooler_containers_read_the_password_from_the_mounted_secret() {
+    let pooler: MultiPooler = input("pooler");
+    let reference = pooler
+        .spec
+        .password_secret_ref
+        .clone()
+        .expect("fixture names a Secret");
+    let pod = pooler_pod(&pooler);
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find_map(|v| v.secret.as_ref().map(|s| (v.name.clone(), s.clone())))
+        .expect("a Secret volume");
+    assert_eq!(
+        volume.1.secret_name.as_deref(),
+        Some(reference.name.as_str())
+    );
+    for name in ["multipooler", "postgres"] {
+        let c = container(&pod, name);
+        let env: Vec<(String, Option<String>)> = c
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect();
+        let file = env
+            .iter()
+            .find(|(n, _)| n == "POSTGRES_PASSWORD_FILE")
+            .and_then(|(_, v)| v.clone())
+            .unwrap_or_else(|| {
+                panic!(
+                    "{name} exits without a password (\"admin password not configured\": \
+                     go/services/multipooler/connpoolmanager/config.go; \"postgres password must \
+                     be set\": go/cmd/pgctld/command/root.go); env {env:?}"
+                )
+            });
+        assert!(
+            !env.iter().any(|(n, _)| n == "POSTGRES_PASSWORD"),
+            "{name}: the password is a mounted file, never a plain env value"
+        );
+        let mount = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == volume.0)
+            .unwrap_or_else(|| panic!("{name} mounts the Secret"));
+        assert!(
+            file.starts_with(&format!("{}/", mount.mount_path)),
+            "{name}: {file}"
+        );
+        assert_eq!(mount.read_only, Some(true), "{name}");
+    }
+}

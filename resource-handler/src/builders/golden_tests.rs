@@ -239,6 +239,7 @@ fn pooler_with(template: PoolerTemplate) -> MultiPooler {
             pooler: template,
             cell: "zone-a".to_string(),
             topo: topo(),
+            password_secret_ref: None,
         },
     ))
 }

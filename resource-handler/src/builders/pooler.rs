@@ -9,8 +9,10 @@
 //! database go, and applying them to both containers would double the pod's request. The
 //! pooler itself is light and runs without requests or limits.
 
-use k8s_openapi::api::core::v1::Container;
-use shared::crd::{MultiPooler, MultiPoolerSpec, PoolerTemplate};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, KeyToPath, SecretVolumeSource, Volume, VolumeMount,
+};
+use shared::crd::{MultiPooler, MultiPoolerSpec, PoolerTemplate, SecretKeyRef};
 use shared::defaults::{Component, PGCTLD_IMAGE, POOLER_STORAGE_SIZE};
 use shared::meta::ComponentLabel;
 
@@ -83,6 +85,7 @@ pub fn pooler(pooler: &MultiPooler) -> Result<PoolerObjects, BuildError> {
             },
         cell,
         topo,
+        password_secret_ref,
     } = &pooler.spec;
     let owner = Owner::new(pooler, ComponentLabel::Pooler, Some(cell))?;
     if cell.len() > MAX_CELL_LEN {
@@ -122,17 +125,25 @@ pub fn pooler(pooler: &MultiPooler) -> Result<PoolerObjects, BuildError> {
     ]);
     args.extend(SHARD_FLAGS.iter().map(|f| f.to_string()));
     multipooler.args = Some(args);
-    multipooler.env = Some(vec![
+    let password = password_secret_ref.as_ref().map(Password::new);
+    let mut env = vec![
         pod::env("PGDATA", PGDATA),
         pod::field_env(POD_INDEX_ENV, POD_INDEX_FIELD),
-    ]);
+    ];
+    env.extend(password.iter().flat_map(Password::env));
+    multipooler.env = Some(env);
     multipooler.ports = Some(pod::container_ports(&[HTTP, GRPC]));
-    multipooler.volume_mounts = Some(vec![pod::data_mount(POOLER_DIR)]);
+    let mut mounts = vec![pod::data_mount(POOLER_DIR)];
+    mounts.extend(password.iter().map(Password::mount));
+    multipooler.volume_mounts = Some(mounts);
     pod::multigres_probes(&mut multipooler, &HTTP);
 
-    let postgres = postgres_container(&shape, postgres_image);
+    let postgres = postgres_container(&shape, postgres_image, password.as_ref());
     let replicas = shape.replicas;
-    let template = shape.template(pod::POSTGRES_USER, vec![multipooler, postgres]);
+    let mut template = shape.template(pod::POSTGRES_USER, vec![multipooler, postgres]);
+    if let (Some(password), Some(spec)) = (&password, template.spec.as_mut()) {
+        spec.volumes = Some(vec![password.volume()]);
+    }
     let statefulset = objects::statefulset(&owner, replicas, &owner.name, template, claim)?;
     Ok(PoolerObjects {
         statefulset,
@@ -140,7 +151,63 @@ pub fn pooler(pooler: &MultiPooler) -> Result<PoolerObjects, BuildError> {
     })
 }
 
-fn postgres_container(shape: &PodShape, image: &str) -> Container {
+/// The postgres admin password, a Secret key mounted as a file in both containers: multipooler
+/// and pgctld read the file `POSTGRES_PASSWORD_FILE` names (go/common/pgsecret, go/cmd/pgctld/
+/// command/root.go), so the value is never in the pod spec or the environment.
+struct Password<'a> {
+    secret: &'a SecretKeyRef,
+}
+
+const PASSWORD_VOLUME: &str = "postgres-password";
+const PASSWORD_DIR: &str = "/etc/multigres/postgres-password";
+const PASSWORD_FILE: &str = "password";
+/// The admin user both processes authenticate as.
+const POSTGRES_USER: &str = "postgres";
+
+impl<'a> Password<'a> {
+    fn new(secret: &'a SecretKeyRef) -> Self {
+        Self { secret }
+    }
+
+    fn env(&self) -> [EnvVar; 2] {
+        [
+            pod::env(
+                "POSTGRES_PASSWORD_FILE",
+                &format!("{PASSWORD_DIR}/{PASSWORD_FILE}"),
+            ),
+            pod::env("POSTGRES_USER", POSTGRES_USER),
+        ]
+    }
+
+    fn mount(&self) -> VolumeMount {
+        VolumeMount {
+            name: PASSWORD_VOLUME.to_string(),
+            mount_path: PASSWORD_DIR.to_string(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }
+    }
+
+    fn volume(&self) -> Volume {
+        Volume {
+            name: PASSWORD_VOLUME.to_string(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(self.secret.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: self.secret.key().to_string(),
+                    path: PASSWORD_FILE.to_string(),
+                    ..KeyToPath::default()
+                }]),
+                // Readable by the pod's group (the fsGroup, 999), which both containers run in.
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        }
+    }
+}
+
+fn postgres_container(shape: &PodShape, image: &str, password: Option<&Password>) -> Container {
     let mut postgres = shape.container("postgres", image);
     postgres.command = Some(vec![PGCTLD_BINARY.to_string()]);
     postgres.args = Some(vec![
@@ -151,9 +218,13 @@ fn postgres_container(shape: &PodShape, image: &str) -> Container {
         format!("--http-port={}", PGCTLD_HTTP.number),
         format!("--grpc-port={}", PGCTLD_GRPC.number),
     ]);
-    postgres.env = Some(vec![pod::env("PGDATA", PGDATA)]);
+    let mut env = vec![pod::env("PGDATA", PGDATA)];
+    env.extend(password.iter().flat_map(|p| p.env()));
+    postgres.env = Some(env);
     postgres.ports = Some(pod::container_ports(&[POSTGRES, PGCTLD_HTTP, PGCTLD_GRPC]));
-    postgres.volume_mounts = Some(vec![pod::data_mount(POOLER_DIR)]);
+    let mut mounts = vec![pod::data_mount(POOLER_DIR)];
+    mounts.extend(password.map(Password::mount));
+    postgres.volume_mounts = Some(mounts);
     postgres.resources = shape.resources();
     // pgctld's /live answers while it runs. The first start runs initdb, hence five minutes
     // of startup allowance. No readiness probe: whether the pod can serve is multipooler's

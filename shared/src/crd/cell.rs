@@ -5,7 +5,9 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{ComponentSpec, ComponentStatus, Phase, PoolerTemplate, ReadyCount, TopoSpec};
+use super::common::{
+    ComponentSpec, ComponentStatus, Phase, PoolerTemplate, ReadyCount, SecretKeyRef, TopoSpec,
+};
 
 /// A Multigres cell: the cluster-handler creates one per entry of a cluster's `spec.cells`.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -58,6 +60,10 @@ pub struct CellSpec {
     /// Settings of the cell's MultiPooler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pooler: Option<PoolerTemplate>,
+
+    /// The Secret key holding the cluster's postgres admin password, for the cell's poolers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
 }
 
 /// Status of a cell: its own conditions plus ready counts of its three components.

@@ -5,7 +5,9 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{ComponentSpec, ComponentStatus, Phase, PoolerTemplate, ReadyCount};
+use super::common::{
+    ComponentSpec, ComponentStatus, Phase, PoolerTemplate, PostgresSpec, ReadyCount,
+};
 use super::components::EtcdSpec;
 
 /// A Multigres cluster: global topology (etcd) plus one or more cells.
@@ -51,6 +53,10 @@ pub struct MultigresClusterSpec {
     /// The global topology server (etcd) of the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd: Option<EtcdSpec>,
+
+    /// PostgreSQL settings: where the admin password is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresSpec>,
 
     /// Gateway settings for every cell (a cell may refine them).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -197,6 +197,41 @@ pub struct TopoSpec {
     pub global_root: Option<String>,
 }
 
+/// A key of a Secret in the object's namespace: where the postgres admin password is.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+
+    /// Key in the Secret's data. Defaults to `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: Option<String>,
+}
+
+impl SecretKeyRef {
+    /// The key, or the default `password`.
+    pub fn key(&self) -> &str {
+        self.key.as_deref().unwrap_or(crate::defaults::PASSWORD_KEY)
+    }
+}
+
+/// PostgreSQL settings of a cluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresSpec {
+    /// The Secret key holding the password of the postgres admin user. When unset, the
+    /// cluster-handler creates a Secret `<cluster>-postgres-password` with a random password,
+    /// owned by the cluster. Every pooler of the cluster uses this password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
+}
+
 /// The pooler's settings: the shared pod shape plus its postgres side and storage.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -4,7 +4,9 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{ComponentSpec, ComponentStatus, PoolerTemplate, StorageSpec, TopoSpec};
+use super::common::{
+    ComponentSpec, ComponentStatus, PoolerTemplate, SecretKeyRef, StorageSpec, TopoSpec,
+};
 
 /// CEL transition rule: the effective replica count (unset means the default, 3) never changes.
 pub const ETCD_REPLICAS_UNCHANGED: &str =
@@ -207,4 +209,10 @@ pub struct MultiPoolerSpec {
 
     /// The global topology server.
     pub topo: TopoSpec,
+
+    /// The Secret key holding the postgres admin password, mounted into both containers as
+    /// the file `POSTGRES_PASSWORD_FILE` names. Without it multipooler and pgctld refuse to
+    /// start. Set by the Cell for the poolers of a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
 }

@@ -18,8 +18,8 @@ mod schema;
 pub use cell::{Cell, CellSpec, CellStatus};
 pub use cluster::{CellTemplate, ClusterStatus, MultigresCluster, MultigresClusterSpec};
 pub use common::{
-    ComponentSpec, ComponentStatus, ImagePullPolicy, Phase, PoolerTemplate, ReadyCount,
-    StorageSpec, TopoSpec,
+    ComponentSpec, ComponentStatus, ImagePullPolicy, Phase, PoolerTemplate, PostgresSpec,
+    ReadyCount, SecretKeyRef, StorageSpec, TopoSpec,
 };
 pub use components::{
     ETCD_REPLICAS_UNCHANGED, Etcd, EtcdSpec, MultiGateway, MultiGatewaySpec, MultiOrch,
