@@ -68,7 +68,8 @@ readonly SCRIPT_DIR E2E_DIR TOOLS_DIR OCI_IMAGE
 
 log() { printf '[build-images] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
-fmt_duration() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+# shellcheck source-path=SCRIPTDIR source=build-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/build-lib.sh"
 hash16() { sha256sum | cut -c1-16; }
 force() { [[ "${MULTIGRES_E2E_FORCE_REBUILD:-0}" == 1 ]]; }
 
@@ -84,21 +85,7 @@ bb_version=${bb_version#install ok installed }
 BUSYBOX_BIN=/bin/busybox
 [[ -x "$BUSYBOX_BIN" ]] || die "$BUSYBOX_BIN not found although busybox-static is installed"
 
-if [[ -z "${GO:-}" ]]; then
-  if command -v go >/dev/null 2>&1; then GO=go
-  elif [[ -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go
-  else die "no Go toolchain found: install Go >= 1.26 or set GO=/path/to/go"
-  fi
-fi
-export GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0
-# -mod=readonly: the committed go.mod/go.sum are the whole truth; a build never edits them.
-export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly"
-go_version=$("$GO" env GOVERSION 2>/dev/null) || die "'$GO env GOVERSION' failed: is $GO a Go toolchain?"
-go_platform=$("$GO" env GOOS)/$("$GO" env GOARCH)
-case "$go_version" in
-  go1.2[6-9]* | go1.[3-9][0-9]* | go[2-9]*) ;;
-  *) die "$GO is $go_version; the tools modules need Go >= 1.26 (set GO=/path/to/go)" ;;
-esac
+use_go
 [[ "$go_platform" == linux/amd64 ]] || die "only linux/amd64 is supported (Go reports $go_platform)"
 
 # --- cache, lock ----------------------------------------------------------------------------------
@@ -118,40 +105,15 @@ safe_rm "$img_root"/.tmp-* "$img_root"/.old-*
 
 run_dir=$(mktemp -d "$img_root/.tmp-run.XXXXXX")
 mkdir -p "$run_dir/logs"
-step_pid=
 cleanup() {
-  if [[ -n "$step_pid" ]]; then
-    kill -TERM -- "-$step_pid" 2>/dev/null || kill -TERM "$step_pid" 2>/dev/null || true
-    wait "$step_pid" 2>/dev/null || true
-  fi
+  stop_step
   safe_rm "$img_root"/.tmp-*
 }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
 build_start=$SECONDS
-# run_step <name> <description> <dir> <command...>: runs the command (an executable, not a shell
-# function) in dir with its output in a log; on failure prints the tail of that log, keeps a copy as
-# $img_root/build-failure-<name>.log and exits.
-run_step() {
-  local name=$1 desc=$2 dir=$3
-  shift 3
-  local step_log="$run_dir/logs/$name.log" start=$SECONDS
-  log "$desc..."
-  (cd "$dir" && exec setsid "$@") >"$step_log" 2>&1 </dev/null &
-  step_pid=$!
-  if ! wait "$step_pid"; then
-    step_pid=
-    local kept="$img_root/build-failure-$name.log"
-    cp "$step_log" "$kept" 2>/dev/null || kept=$step_log
-    log "FAILED: $desc (after $(fmt_duration $((SECONDS - start)))); last lines of $kept:"
-    tail -n "${MULTIGRES_E2E_LOG_TAIL:-40}" "$step_log" | sed 's/^/    /' >&2
-    die "step '$name' failed; the cache keeps only complete entries"
-  fi
-  step_pid=
-  log "  $name: done in $(fmt_duration $((SECONDS - start))) (total $(fmt_duration $((SECONDS - build_start))))"
-}
-
+STEP_LOG_DIR="$run_dir/logs" FAILURE_LOG_DIR="$img_root"
 # new_tmp <label>: a temp dir in the cache (same file system as the entries, so mv is a rename).
 new_tmp() {
   local d

@@ -48,25 +48,11 @@ readonly SCRIPT_DIR E2E_DIR TOOLS_DIR
 log() { printf '[build-tools] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-fmt_duration() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+# shellcheck source-path=SCRIPTDIR source=build-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/build-lib.sh"
 
 # --- Go toolchain ---------------------------------------------------------------------------------
-if [[ -z "${GO:-}" ]]; then
-  if command -v go >/dev/null 2>&1; then GO=go
-  elif [[ -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go
-  else die "no Go toolchain found: install Go >= 1.26 or set GO=/path/to/go"
-  fi
-fi
-export GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0
-# -mod=readonly: the committed go.mod/go.sum are the whole truth; a build never edits them.
-export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly"
-
-go_version=$("$GO" env GOVERSION 2>/dev/null) || die "'$GO env GOVERSION' failed: is $GO a Go toolchain?"
-go_platform=$("$GO" env GOOS)/$("$GO" env GOARCH)
-case "$go_version" in
-  go1.2[6-9]* | go1.[3-9][0-9]* | go[2-9]*) ;;
-  *) die "$GO is $go_version; the tools modules need Go >= 1.26 (set GO=/path/to/go)" ;;
-esac
+use_go
 
 # --- cache key ------------------------------------------------------------------------------------
 cache_root=${MULTIGRES_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/multigres-e2e}
@@ -114,12 +100,8 @@ fi
 # Leftovers of builds that were killed (SIGKILL, power loss): safe to drop while holding the lock.
 rm -rf "$cache_root"/.tmp-* "$cache_root"/.old-*
 tmp=$(mktemp -d "$cache_root/.tmp-$ENTRY_PREFIX$hash.XXXXXX")
-step_pid=
 cleanup() {
-  if [[ -n "$step_pid" ]]; then
-    kill -TERM -- "-$step_pid" 2>/dev/null || kill -TERM "$step_pid" 2>/dev/null || true
-    wait "$step_pid" 2>/dev/null || true
-  fi
+  stop_step
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -128,30 +110,7 @@ mkdir -p "$tmp/bin" "$tmp/share" "$tmp/logs"
 
 # --- steps ----------------------------------------------------------------------------------------
 build_start=$SECONDS
-# run_step <name> <description> <module dir> <command...>: runs the command (an executable, not a
-# shell function) in the module dir with its output in a log; on failure, prints the tail of that log
-# and keeps a copy next to the cache.
-run_step() {
-  local name=$1 desc=$2 dir=$3
-  shift 3
-  local step_log="$tmp/logs/$name.log" start=$SECONDS
-  log "$desc..."
-  # In its own session (so cleanup can stop the step with all its children) and in the background +
-  # wait, so that SIGTERM/SIGINT are handled at once, not after the step.
-  (cd "$dir" && exec setsid "$@") >"$step_log" 2>&1 </dev/null &
-  step_pid=$!
-  if ! wait "$step_pid"; then
-    step_pid=
-    local kept="$cache_root/build-failure-$name.log"
-    cp "$step_log" "$kept" 2>/dev/null || kept=$step_log
-    log "FAILED: $desc (after $(fmt_duration $((SECONDS - start)))); last lines of $kept:"
-    tail -n "${MULTIGRES_E2E_LOG_TAIL:-40}" "$step_log" | sed 's/^/    /' >&2
-    die "step '$name' failed; nothing was written to $entry"
-  fi
-  step_pid=
-  log "  $name: done in $(fmt_duration $((SECONDS - start))) (total $(fmt_duration $((SECONDS - build_start))))"
-}
-
+STEP_LOG_DIR="$tmp/logs" FAILURE_LOG_DIR="$cache_root"
 # mod_version <module dir> <module path>: the version required in that go.mod (no network).
 mod_version() {
   awk -v m="$2" '$1 == m && $2 ~ /^v/ { print $2; exit }' "$1/go.mod"

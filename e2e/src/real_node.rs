@@ -32,16 +32,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(1800);
 pub async fn ensure(env: &TestEnv, client: &Client) -> Node {
     let nodes: Api<Node> = Api::all(client.clone());
     if !is_ready(&nodes).await {
-        let script = repo_root().join("e2e/scripts/node-up.sh");
-        let status = Command::new(&script)
-            .env("KUBECONFIG", &env.kubeconfig)
-            .status()
-            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-        assert!(
-            status.success(),
-            "{} failed ({status}); its messages are above",
-            script.display()
-        );
+        run_script(env, "node-up.sh");
     }
     wait_until(
         &format!("node {NODE_NAME} to be Ready"),
@@ -59,6 +50,19 @@ pub async fn ensure(env: &TestEnv, client: &Client) -> Node {
         },
     )
     .await
+}
+
+/// Runs `e2e/scripts/<name>` (node-up.sh, node-down.sh) against `env`; panics when it fails.
+pub fn run_script(env: &TestEnv, name: &str) {
+    let script = repo_root().join("e2e/scripts").join(name);
+    let status = Command::new(&script)
+        .env("KUBECONFIG", &env.kubeconfig)
+        .status()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        status.success(),
+        "{name} failed ({status}); its messages are above"
+    );
 }
 
 async fn is_ready(nodes: &Api<Node>) -> bool {

@@ -54,6 +54,23 @@ fn labelled_template(app: &str, spec: PodSpec) -> serde_json::Value {
     json!({"metadata": {"labels": {"app": app}}, "spec": spec})
 }
 
+/// Creates a one-replica Deployment `app` whose pods (labelled `app=<app>`) run `spec`.
+async fn create_deployment(client: &Client, ns: &str, app: &str, spec: PodSpec) {
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": app},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": app}},
+            "template": labelled_template(app, spec),
+        }
+    }))
+    .expect("deployment");
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap_or_else(|e| panic!("creating Deployment {app}: {e}"));
+}
+
 /// The one pod of `app` that is Running on the real node (not being deleted).
 async fn running_pod(client: &Client, ns: &str, app: &str) -> Pod {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -157,19 +174,7 @@ async fn a_deployment_runs_a_process_from_a_local_image_and_its_log_is_served() 
             r#"echo "started in $(hostname) as uid $(id -u) with $TOKEN"; exec sleep 3600"#,
             json!([{"name": "TOKEN", "value": token}]),
         );
-        let deployment: Deployment = serde_json::from_value(json!({
-            "metadata": {"name": "hello"},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": "hello"}},
-                "template": labelled_template("hello", spec),
-            }
-        }))
-        .expect("deployment");
-        Api::<Deployment>::namespaced(client.clone(), &ns.name)
-            .create(&PostParams::default(), &deployment)
-            .await
-            .expect("create deployment");
+        create_deployment(&client, &ns.name, "hello", spec).await;
         let pod = running_pod(&client, &ns.name, "hello").await;
         let name = pod.metadata.name.expect("pod name");
         let ip = pod.status.and_then(|s| s.pod_ip).unwrap_or_default();
@@ -197,19 +202,7 @@ async fn a_pod_resolves_a_service_through_coredns_and_reaches_its_cluster_ip() {
             r#"mkdir -p /www && echo "$TOKEN" > /www/token && exec httpd -f -v -p 8080 -h /www"#,
             json!([{"name": "TOKEN", "value": token}]),
         );
-        let deployment: Deployment = serde_json::from_value(json!({
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": labelled_template("web", server),
-            }
-        }))
-        .expect("deployment");
-        Api::<Deployment>::namespaced(client.clone(), &ns.name)
-            .create(&PostParams::default(), &deployment)
-            .await
-            .expect("create deployment");
+        create_deployment(&client, &ns.name, "web", server).await;
         let service: Service = serde_json::from_value(json!({
             "metadata": {"name": "web"},
             "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
@@ -238,19 +231,7 @@ async fn a_pod_resolves_a_service_through_coredns_and_reaches_its_cluster_ip() {
                echo "resolved=$addr"; echo "body=$body"; exec sleep 3600"#
         );
         let client_spec = busybox_pod(&script, json!([]));
-        let client_deployment: Deployment = serde_json::from_value(json!({
-            "metadata": {"name": "client"},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": "client"}},
-                "template": labelled_template("client", client_spec),
-            }
-        }))
-        .expect("deployment");
-        Api::<Deployment>::namespaced(client.clone(), &ns.name)
-            .create(&PostParams::default(), &client_deployment)
-            .await
-            .expect("create client deployment");
+        create_deployment(&client, &ns.name, "client", client_spec).await;
         let pod = running_pod(&client, &ns.name, "client").await;
         let name = pod.metadata.name.expect("pod name");
         let log = wait_for_log(&client, &ns.name, &name, "body=").await;

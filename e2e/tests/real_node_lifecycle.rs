@@ -1,28 +1,16 @@
 //! Stopping the real node leaves nothing on this machine, and it comes back.
 //! Its own test binary: it takes the node down, which no other test may see.
 
-use std::process::Command;
 use std::time::Duration;
 
-use e2e::env::repo_root;
-use e2e::real_node::{self, BUSYBOX_IMAGE, NODE_NAME, leftovers_on_host, place_on_real_node};
+use e2e::real_node::{
+    self, BUSYBOX_IMAGE, NODE_NAME, leftovers_on_host, place_on_real_node, run_script,
+};
 use e2e::{TestEnv, wait_until, with_namespace};
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
-
-fn run_script(name: &str, env: &TestEnv) {
-    let script = repo_root().join("e2e/scripts").join(name);
-    let status = Command::new(&script)
-        .env("KUBECONFIG", &env.kubeconfig)
-        .status()
-        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-    assert!(
-        status.success(),
-        "{name} failed ({status}); its messages are above"
-    );
-}
 
 #[tokio::test]
 async fn node_down_leaves_nothing_running_and_node_up_brings_the_node_back() {
@@ -66,11 +54,11 @@ async fn node_down_leaves_nothing_running_and_node_up_brings_the_node_back() {
             "the check sees the node's mounts while it runs: {before:#?}"
         );
 
-        run_script("node-down.sh", &env);
+        run_script(&env, "node-down.sh");
         let left = leftovers_on_host();
         assert!(left.is_empty(), "node-down.sh left behind: {left:#?}");
 
-        run_script("node-up.sh", &env);
+        run_script(&env, "node-up.sh");
         let node = real_node::ensure(&env, &client).await;
         assert_eq!(node.metadata.name.as_deref(), Some(NODE_NAME));
         // The pod that was there runs again: the kubelet restarts what the API server still binds.
