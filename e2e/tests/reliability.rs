@@ -417,7 +417,7 @@ async fn a_forged_or_garbage_trace_context_neither_breaks_nor_steers_the_handler
                         TRACEPARENT_ANNOTATION: format!("00-{forged_trace}-{forged_span}-01"),
                         TRACEPARENT_TS_ANNOTATION: now.to_string(),
                     }},
-                    "spec": {"replicas": 3},
+                    "spec": {"podLabels": {"example.com/forged": "yes"}},
                 })),
             )
             .await
