@@ -206,6 +206,9 @@ start() {
   rm -f "$PID_DIR/$c.pid"
   (
     cd "$CLUSTER_DIR"
+    # The daemon must not inherit the callers' lock files (fd 8: node-up's, fd 9: the builds'):
+    # it would hold the lock for its whole life and the next node-up would wait forever.
+    exec 8>&- 9>&-
     # shellcheck disable=SC2016 # $$, $0 and $@ expand in the inner bash
     exec setsid bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec env "$@"' \
       "$PID_DIR/$c.pid" "${START_ENV[@]}" "$bin" "$@" </dev/null >>"$LOG_DIR/$c.log" 2>&1

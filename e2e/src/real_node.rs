@@ -52,10 +52,13 @@ pub async fn ensure(env: &TestEnv, client: &Client) -> Node {
     .await
 }
 
-/// Runs `e2e/scripts/<name>` (node-up.sh, node-down.sh) against `env`; panics when it fails.
+/// Runs `e2e/scripts/<name>` (node-up.sh, node-down.sh) against `env`; panics when it fails or
+/// takes longer than [`START_TIMEOUT`] (a cold node-up builds kubelet and the images).
 pub fn run_script(env: &TestEnv, name: &str) {
     let script = repo_root().join("e2e/scripts").join(name);
-    let status = Command::new(&script)
+    let status = Command::new("timeout")
+        .arg(START_TIMEOUT.as_secs().to_string())
+        .arg(&script)
         .env("KUBECONFIG", &env.kubeconfig)
         .status()
         .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));

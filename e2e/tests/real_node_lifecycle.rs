@@ -60,6 +60,14 @@ async fn node_down_leaves_nothing_running_and_node_up_brings_the_node_back() {
 
         run_script(&env, "node-up.sh");
         let node = real_node::ensure(&env, &client).await;
+        // Again while it runs: nothing to do, at once (its daemons must not hold node-up's lock).
+        let again = std::time::Instant::now();
+        run_script(&env, "node-up.sh");
+        assert!(
+            again.elapsed() < Duration::from_secs(60),
+            "a second node-up took {:?}",
+            again.elapsed()
+        );
         assert_eq!(node.metadata.name.as_deref(), Some(NODE_NAME));
         // The pod that was there runs again: the kubelet restarts what the API server still binds.
         wait_until(
