@@ -10,18 +10,19 @@ use e2e::real_node::{
 };
 use e2e::{TestEnv, wait_until, with_namespace};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Pod, PodSpec, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, Service};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
-async fn setup() -> (TestEnv, Client) {
+/// The environment, an admin client, and the real node (started when it is not Ready).
+async fn setup() -> (TestEnv, Client, Node) {
     let env = TestEnv::load();
     let client = e2e::k8s::admin_client(&env).await;
-    real_node::ensure(&env, &client).await;
-    (env, client)
+    let node = real_node::ensure(&env, &client).await;
+    (env, client, node)
 }
 
 /// A value no image or fixture contains: a pod can only print it if it ran with this spec.
@@ -115,8 +116,7 @@ async fn running_pod(client: &Client, ns: &str, app: &str) -> Pod {
 
 #[tokio::test]
 async fn the_node_is_ready_with_this_machines_capacity() {
-    let (_env, client) = setup().await;
-    let node = real_node::ensure(&TestEnv::load(), &client).await;
+    let (_env, _client, node) = setup().await;
     let status = node.status.expect("node status");
     let capacity = status.capacity.expect("node capacity");
     let cores = std::thread::available_parallelism()
@@ -167,7 +167,7 @@ async fn the_node_is_ready_with_this_machines_capacity() {
 
 #[tokio::test]
 async fn a_deployment_runs_a_process_from_a_local_image_and_its_log_is_served() {
-    let (_env, client) = setup().await;
+    let (_env, client, _node) = setup().await;
     with_namespace(&client, "realdeploy", |client, ns| async move {
         let token = token();
         let spec = busybox_pod(
@@ -194,7 +194,7 @@ async fn a_deployment_runs_a_process_from_a_local_image_and_its_log_is_served() 
 
 #[tokio::test]
 async fn a_pod_resolves_a_service_through_coredns_and_reaches_its_cluster_ip() {
-    let (_env, client) = setup().await;
+    let (_env, client, _node) = setup().await;
     with_namespace(&client, "realdns", |client, ns| async move {
         let token = token();
         // A web server answering with the token on 8080.
@@ -249,7 +249,7 @@ async fn a_pod_resolves_a_service_through_coredns_and_reaches_its_cluster_ip() {
 
 #[tokio::test]
 async fn a_statefulset_pod_writes_its_volume_as_uid_999_and_the_data_survives_the_pod() {
-    let (_env, client) = setup().await;
+    let (_env, client, _node) = setup().await;
     with_namespace(&client, "realpvc", |client, ns| async move {
         let token = token();
         let script = r#"if [ -f /data/token ]; then echo "found $(cat /data/token)";
@@ -328,7 +328,7 @@ async fn a_statefulset_pod_writes_its_volume_as_uid_999_and_the_data_survives_th
 
 #[tokio::test]
 async fn kubectl_exec_runs_a_command_in_a_pod() {
-    let (env, client) = setup().await;
+    let (env, client, _node) = setup().await;
     with_namespace(&client, "realexec", |client, ns| async move {
         let token = token();
         let spec = busybox_pod(
@@ -368,7 +368,7 @@ async fn kubectl_exec_runs_a_command_in_a_pod() {
 
 #[tokio::test]
 async fn the_data_plane_images_run_under_the_names_the_pods_use() {
-    let (_env, client) = setup().await;
+    let (_env, client, _node) = setup().await;
     with_namespace(&client, "realimages", |client, ns| async move {
         // One container per image, each printing what only that image holds.
         let mut spec: PodSpec = serde_json::from_value(json!({
