@@ -69,6 +69,7 @@ pub fn build(cell: &Cell) -> Result<CellChildren, SpecError> {
                 component: cell.spec.gateway.clone().unwrap_or_default(),
                 cell: cell.spec.name.clone(),
                 topo: cell.spec.topo.clone(),
+                observability: cell.spec.observability.clone(),
             },
             status: None,
         },
@@ -78,6 +79,7 @@ pub fn build(cell: &Cell) -> Result<CellChildren, SpecError> {
                 component: cell.spec.orch.clone().unwrap_or_default(),
                 cell: cell.spec.name.clone(),
                 topo: cell.spec.topo.clone(),
+                observability: cell.spec.observability.clone(),
             },
             status: None,
         },
@@ -88,6 +90,7 @@ pub fn build(cell: &Cell) -> Result<CellChildren, SpecError> {
                 cell: cell.spec.name.clone(),
                 topo: cell.spec.topo.clone(),
                 password_secret_ref: cell.spec.password_secret_ref.clone(),
+                observability: cell.spec.observability.clone(),
             },
             status: None,
         },
@@ -265,6 +268,7 @@ mod tests {
                     name: "demo-postgres-password".into(),
                     key: None,
                 }),
+                observability: None,
             },
         );
         c.metadata.namespace = Some("prod".into());
@@ -305,6 +309,41 @@ mod tests {
                 .map(|o| o[0].uid.as_str()),
             Some("cell-uid")
         );
+    }
+
+    #[test]
+    fn the_cluster_observability_reaches_every_component() {
+        use shared::crd::{MultigresCluster, ObservabilitySpec, TracingMode};
+        let cluster_with = |spec: serde_json::Value| {
+            let mut c =
+                MultigresCluster::new("demo", serde_json::from_value(spec).expect("cluster spec"));
+            c.metadata.namespace = Some("prod".into());
+            c.metadata.uid = Some("uid-1".into());
+            c
+        };
+        let disabled = Some(ObservabilitySpec {
+            tracing: Some(TracingMode::Disabled),
+        });
+        let off = cluster_with(serde_json::json!({
+            "observability": {"tracing": "Disabled"},
+            "cells": [{"name": "a"}, {"name": "b"}]
+        }));
+        let unset = cluster_with(serde_json::json!({"cells": [{"name": "a"}]}));
+        for (cluster, expected) in [(off, disabled), (unset, None)] {
+            let cells = crate::cluster::build(&cluster).expect("cells").cells;
+            for mut cell in cells {
+                assert_eq!(cell.spec.observability, expected, "{}", cell.name_any());
+                cell.metadata.uid = Some("cell-uid".into());
+                let CellChildren {
+                    gateway,
+                    orch,
+                    pooler,
+                } = build(&cell).expect("components");
+                assert_eq!(gateway.spec.observability, expected);
+                assert_eq!(orch.spec.observability, expected);
+                assert_eq!(pooler.spec.observability, expected);
+            }
+        }
     }
 
     #[test]

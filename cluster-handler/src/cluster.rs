@@ -29,6 +29,7 @@ use crate::error::Error;
 use crate::fanout::{FanOut, failures, written};
 use crate::password::CredentialsError;
 use crate::spec::{SpecError, check_len};
+use crate::topology::State as TopologyState;
 
 const KIND: &str = "MultigresCluster";
 const CONTROLLER: &str = "multigrescluster";
@@ -217,6 +218,7 @@ pub fn build(cluster: &MultigresCluster) -> Result<ClusterChildren, SpecError> {
                     PoolerTemplate::overlay,
                 ),
                 password_secret_ref: Some(password_ref.clone()),
+                observability: cluster.spec.observability.clone(),
             },
             status: None,
         });
@@ -274,6 +276,13 @@ async fn reconcile_in_span(
                     }),
                 )
             } else {
+                let topology = crate::topology::ensure(&ctx, &obj, &children).await;
+                // A cell is created only once its records are in the topology; cells that
+                // exist are kept up to date whatever the topology's state.
+                let may_create = matches!(
+                    topology,
+                    Ok(TopologyState::Registered { .. } | TopologyState::NotManaged)
+                );
                 let mut fan = FanOut::default();
                 let etcd = children.etcd.clone();
                 let live = ctx.etcds.get(&ObjectRef::from(&etcd));
@@ -284,6 +293,9 @@ async fn reconcile_in_span(
                 );
                 for cell in &children.cells {
                     let live = ctx.cells.get(&ObjectRef::from(cell));
+                    if live.is_none() && !may_create {
+                        continue;
+                    }
                     fan.apply(
                         Api::<Cell>::namespaced(ctx.client.clone(), &ns),
                         Desired::traced(cell.clone()),
@@ -300,16 +312,30 @@ async fn reconcile_in_span(
                     delete_stale_cells(&ctx, &ns, &uid, &keep, &object),
                 )
                 .await;
-                let result = match (failed.is_empty(), cleanup) {
-                    (false, _) => Err(Error::Children {
-                        object: object.clone(),
-                        failed: failed.clone(),
-                    }),
-                    (true, Err(e)) => Err(e),
-                    (true, Ok(())) => Ok(()),
+                let (problem, result) = if !failed.is_empty() {
+                    (
+                        Some(("ApplyFailed", crate::error::describe(&failed))),
+                        Err(Error::Children {
+                            object: object.clone(),
+                            failed: failed.clone(),
+                        }),
+                    )
+                } else {
+                    match (topology, cleanup) {
+                        (Err(source), _) => (
+                            Some((source.reason(), source.to_string())),
+                            Err(Error::Topology {
+                                object: object.clone(),
+                                source,
+                            }),
+                        ),
+                        (_, Err(e)) => (None, Err(e)),
+                        (Ok(TopologyState::WaitingForEtcd(why)), Ok(())) => {
+                            (Some(("TopologyPending", why)), Ok(()))
+                        }
+                        (Ok(_), Ok(())) => (None, Ok(())),
+                    }
                 };
-                let problem =
-                    (!failed.is_empty()).then(|| ("ApplyFailed", crate::error::describe(&failed)));
                 (Some(children), problem, result)
             }
         }

@@ -25,6 +25,9 @@ pub struct Context {
     pub resync: Duration,
     /// (cluster uid, Secret name) of the password Secrets found or created by this process.
     pub ensured_secrets: Mutex<HashSet<(String, String)>>,
+    /// HTTP client for the clusters' etcd, `None` when this handler does not manage the
+    /// Multigres topology.
+    pub topology: Option<reqwest::Client>,
 }
 
 impl Context {

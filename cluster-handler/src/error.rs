@@ -22,6 +22,14 @@ pub enum Error {
         source: crate::password::CredentialsError,
     },
 
+    /// The cluster's records in the Multigres topology could not be read or written.
+    #[error("{object}: {source}")]
+    Topology {
+        object: String,
+        #[source]
+        source: crate::topology::TopologyError,
+    },
+
     /// Some children could not be written; the others were.
     #[error("{object}: {}", describe(.failed))]
     Children {
@@ -62,6 +70,7 @@ impl Error {
         match self {
             Self::Spec { .. } => "invalid_spec",
             Self::Credentials { .. } => "credentials",
+            Self::Topology { .. } => "topology",
             Self::Children { .. } => "apply",
             Self::Cleanup { .. } => "cleanup",
             Self::Status { .. } => "status",

@@ -15,6 +15,7 @@ mod fanout;
 mod password;
 mod run;
 mod spec;
+mod topology;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -27,6 +27,17 @@ use crate::{cell, cluster};
 pub struct Args {
     #[command(flatten)]
     pub common: CommonArgs,
+
+    /// Write each cluster's Cell and Database records into its etcd (the Multigres global
+    /// topology) before creating its cells. Off only where no etcd runs, such as simulated
+    /// nodes; the cells are then created without records.
+    #[arg(long, env = "MANAGE_TOPOLOGY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub manage_topology: bool,
+
+    /// DNS server (an IP) that resolves cluster names such as `demo-etcd-client.prod.svc`,
+    /// for a handler running outside the cluster; inside, the pod's resolver does.
+    #[arg(long, env = "CLUSTER_DNS")]
+    pub cluster_dns: Option<std::net::IpAddr>,
 }
 
 impl Args {
@@ -43,9 +54,19 @@ impl Args {
         ensure_crd::<MultiPooler>(&client).await?;
         let metrics = started.metrics.clone();
         let common = self.common.clone();
+        let topology = self
+            .manage_topology
+            .then(|| crate::topology::etcd::http_client(self.cluster_dns))
+            .transpose()?;
         started
             .serve(&self.common.leader, CLUSTER_HANDLER_MANAGER, |stop| {
-                controllers(common.clone(), client.clone(), metrics.clone(), stop)
+                controllers(
+                    common.clone(),
+                    client.clone(),
+                    metrics.clone(),
+                    topology.clone(),
+                    stop,
+                )
             })
             .await
     }
@@ -56,6 +77,7 @@ async fn controllers(
     common: CommonArgs,
     client: kube::Client,
     metrics: Arc<Metrics>,
+    topology: Option<reqwest::Client>,
     stop: Stop,
 ) -> anyhow::Result<()> {
     let etcds = SharedWatch::<Etcd>::new(CLUSTER_HANDLER_MANAGER);
@@ -80,6 +102,7 @@ async fn controllers(
         metrics,
         resync: common.resync,
         ensured_secrets: Default::default(),
+        topology,
     });
     let clusters = Controller::new(
         common.watch_api::<MultigresCluster>(&client),

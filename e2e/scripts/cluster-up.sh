@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the local e2e control plane and trace backend on 127.0.0.1:
-#   Tempo (OTLP gRPC + HTTP receivers, query API), etcd, kube-apiserver (client-cert admin, RBAC,
+#   Tempo (OTLP gRPC + HTTP receivers, also on the real node's bridge address for its pods; query
+#   API), etcd, kube-apiserver (client-cert admin, RBAC,
 #   ServiceAccount tokens, tracing to Tempo), kube-controller-manager (with its hostPath volume
 #   provisioner and a default StorageClass, so StatefulSet claims bind), kube-scheduler and kwok with
 #   fake Ready nodes, so Deployments and StatefulSets get Running/Ready pods without containers.
@@ -227,8 +228,10 @@ endpoint: 127.0.0.1:$OTLP_GRPC_PORT
 samplingRatePerMillion: $APISERVER_SAMPLING
 EOF
 
-# Tempo 2.x single binary (target all), local storage, everything on loopback. Short idle/flush
-# periods make a trace searchable ~1-2 s after its last span; trace-by-id reads live traces at once.
+# Tempo 2.x single binary (target all), local storage, everything on loopback except the OTLP
+# receivers: they listen on every address so the real node's pods reach them at the bridge address
+# ($NODE_IP, which exists only once node-up.sh ran). Short idle/flush periods make a trace
+# searchable ~1-2 s after its last span; trace-by-id reads live traces at once.
 cat >"$CFG/tempo.yaml" <<EOF
 target: all
 stream_over_http_enabled: true
@@ -248,8 +251,8 @@ distributor:
   receivers:
     otlp:
       protocols:
-        grpc: {endpoint: "127.0.0.1:$OTLP_GRPC_PORT"}
-        http: {endpoint: "127.0.0.1:$OTLP_HTTP_PORT"}
+        grpc: {endpoint: "0.0.0.0:$OTLP_GRPC_PORT"}
+        http: {endpoint: "0.0.0.0:$OTLP_HTTP_PORT"}
 ingester:
   lifecycler:
     address: 127.0.0.1
@@ -439,6 +442,10 @@ env_line() {
   env_line TEMPO_URL "http://127.0.0.1:$TEMPO_HTTP_PORT"
   env_line OTLP_GRPC_ENDPOINT "http://127.0.0.1:$OTLP_GRPC_PORT"
   env_line OTLP_HTTP_ENDPOINT "http://127.0.0.1:$OTLP_HTTP_PORT"
+  # Where the real node's pods reach Tempo's OTLP/HTTP receiver (a resource-handler's
+  # --data-plane-otlp-endpoint); named apart from DATA_PLANE_OTLP_ENDPOINT so that sourcing this
+  # file does not configure handlers.
+  env_line DATA_PLANE_OTLP_HTTP_ENDPOINT "http://$NODE_IP:$OTLP_HTTP_PORT"
   env_line MULTIGRES_E2E_BIN "$BIN"
   env_line MULTIGRES_E2E_APISERVER_URL "https://127.0.0.1:$APISERVER_PORT"
   env_line MULTIGRES_E2E_WORK "$WORK_DIR"

@@ -14,6 +14,9 @@ pub struct TestEnv {
     pub otlp_grpc_endpoint: String,
     /// OTLP/HTTP receiver, e.g. `http://127.0.0.1:4318`.
     pub otlp_http_endpoint: String,
+    /// The same OTLP/HTTP receiver as the real node's pods reach it, e.g.
+    /// `http://198.18.0.1:4318`: what a resource-handler passes to the data plane.
+    pub data_plane_otlp_http_endpoint: String,
     /// Where the control-plane binaries (and `kubectl`) are, when `cluster-up` built them.
     pub bin_dir: Option<PathBuf>,
 }
@@ -58,6 +61,8 @@ impl TestEnv {
                 .unwrap_or_else(|| "http://127.0.0.1:4317".into()),
             otlp_http_endpoint: get("OTLP_HTTP_ENDPOINT")
                 .unwrap_or_else(|| "http://127.0.0.1:4318".into()),
+            data_plane_otlp_http_endpoint: get("DATA_PLANE_OTLP_HTTP_ENDPOINT")
+                .unwrap_or_else(|| "http://198.18.0.1:4318".into()),
             bin_dir: get("MULTIGRES_E2E_BIN").map(PathBuf::from),
         }
     }

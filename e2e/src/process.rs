@@ -67,6 +67,9 @@ impl Handler {
             .env("KUBECONFIG", &env.kubeconfig)
             .env("RUST_LOG", "info")
             .env_remove("KUBERNETES_SERVICE_HOST")
+            // kwok nodes run no etcd to register cells in; a test on the real node turns
+            // topology management back on (`real_node::topology_env`).
+            .env("MANAGE_TOPOLOGY", "false")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
@@ -277,6 +280,21 @@ pub fn otlp_env(endpoint: &str) -> Vec<(String, String)> {
     ]
 }
 
+/// The environment that makes a resource-handler export spans over OTLP/HTTP to `endpoint` (as
+/// [`otlp_env`], batches every 500 ms) and give the Multigres pods `data_plane_endpoint`, the same
+/// receiver as the pods reach it (`TestEnv::data_plane_otlp_http_endpoint`).
+pub fn data_plane_otlp_env(endpoint: &str, data_plane_endpoint: &str) -> Vec<(String, String)> {
+    let mut env = otlp_env(endpoint);
+    env.extend([
+        ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "http/protobuf".into()),
+        (
+            "DATA_PLANE_OTLP_ENDPOINT".into(),
+            data_plane_endpoint.to_string(),
+        ),
+    ]);
+    env
+}
+
 /// The resident set size of the process, in KiB (from /proc).
 pub fn rss_kib(handler: &Handler) -> u64 {
     proc_status_kib(handler.pid(), "VmRSS:")
@@ -413,6 +431,21 @@ mod tests {
                 system_s: 0.25,
                 minor_faults: 66
             }
+        );
+    }
+
+    #[test]
+    fn the_data_plane_env_exports_over_http_and_names_the_pods_endpoint() {
+        let env = data_plane_otlp_env("http://127.0.0.1:4318", "http://198.18.0.1:4318");
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(
+            get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            Some("http://127.0.0.1:4318")
+        );
+        assert_eq!(get("OTEL_EXPORTER_OTLP_PROTOCOL"), Some("http/protobuf"));
+        assert_eq!(
+            get("DATA_PLANE_OTLP_ENDPOINT"),
+            Some("http://198.18.0.1:4318")
         );
     }
 

@@ -22,6 +22,18 @@ pub const BRIDGE: &str = "mge2e0";
 /// The StorageClass whose claims become `local` volumes on the node.
 pub const STORAGE_CLASS: &str = "real-node-local";
 /// A small image built locally from Debian's busybox-static: `sh`, `wget`, `nslookup`, `httpd`.
+/// The node's address on its bridge, where CoreDNS answers cluster names.
+pub const NODE_IP: &str = "198.18.0.1";
+
+/// Environment of a cluster-handler that registers cells in the etcd of clusters on the real
+/// node, resolving their Services through the node's CoreDNS (it runs outside the cluster).
+pub fn topology_env() -> Vec<(String, String)> {
+    vec![
+        ("MANAGE_TOPOLOGY".into(), "true".into()),
+        ("CLUSTER_DNS".into(), NODE_IP.into()),
+    ]
+}
+
 pub const BUSYBOX_IMAGE: &str = "localhost/multigres-e2e/busybox:1.35";
 
 /// How long the node may take to start (a cold start builds kubelet and the images).

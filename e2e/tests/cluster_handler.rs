@@ -2,7 +2,9 @@
 //! workloads: Healthy, scaling through the cluster spec, removing a cell, deleting the cluster,
 //! and no writes at all while nothing changes.
 
-use e2e::process::{Handler, start_in_namespace};
+use std::time::Duration;
+
+use e2e::process::{Handler, start_handler, start_in_namespace};
 use e2e::{TestEnv, install_crds, wait_until, with_namespace};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -372,6 +374,68 @@ async fn a_missing_password_secret_holds_the_cluster_until_it_exists() {
                 .is_none(),
             "no password is generated when the cluster names one"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_topology_holds_new_cells_with_a_reason_and_backs_off() {
+    let client = admin().await;
+    with_namespace(&client, "ch-topology", |client, ns| async move {
+        // kwok's etcd pods run no process: registration on, every attempt fails.
+        let cluster_handler = start_handler(
+            "cluster-handler",
+            Some(&ns.name),
+            &["--resync", "2s"],
+            vec![("MANAGE_TOPOLOGY".into(), "true".into())],
+        )
+        .await;
+        let _resource_handler = start_in_namespace("resource-handler", &ns.name, "2s").await;
+        let api: Api<MultigresCluster> = Api::namespaced(client.clone(), &ns.name);
+        api.create(&PostParams::default(), &sample("minimal-cluster.yaml"))
+            .await
+            .expect("cluster created");
+        let cond = wait_until("Ready=False with TopologyUnavailable", TIMEOUT, || async {
+            let c = api.get("minimal").await.map_err(|e| e.to_string())?;
+            let s = c.status.unwrap_or_default();
+            match condition(&s.core.conditions, READY) {
+                Some(c) if c.status == "False" && c.reason == "TopologyUnavailable" => {
+                    Ok(c.clone())
+                }
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        let address = format!("minimal-etcd-client.{}.svc:2379", ns.name);
+        assert!(
+            cond.message
+                .starts_with("registering the cells in the Multigres topology: etcd at ")
+                && cond.message.contains(&address),
+            "the message names the etcd that failed: {}",
+            cond.message
+        );
+        let (cell, _) = cell_objects("minimal", "default");
+        assert!(
+            Api::<shared::crd::Cell>::namespaced(client.clone(), &ns.name)
+                .get_opt(&cell)
+                .await
+                .expect("get")
+                .is_none(),
+            "no cell is created before its topology record exists"
+        );
+        assert!(
+            Api::<Etcd>::namespaced(client.clone(), &ns.name)
+                .get_opt(&cluster_etcd_name("minimal"))
+                .await
+                .expect("get")
+                .is_some(),
+            "the etcd the records go into is created"
+        );
+        // Retries back off instead of looping (the backoff doubles from 5 s).
+        let before = cluster_handler.reconciles().await;
+        tokio::time::sleep(Duration::from_secs(10)).await; // an observation window
+        let during = cluster_handler.reconciles().await - before;
+        assert!(during <= 12, "{during} reconciles in 10 s: a loop");
     })
     .await;
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shared::crd::ComponentStatus;
 
-use crate::builders::BuildError;
+use crate::builders::{BuildContext, BuildError};
 
 /// The main workload of a component.
 #[derive(Clone, Debug)]
@@ -55,8 +55,9 @@ pub trait Component:
     /// The kind of the main workload (named like the component object).
     const WORKLOAD: WorkloadKind;
 
-    /// The objects this component should have, or why they cannot be built.
-    fn build(&self) -> Result<Workloads, BuildError>;
+    /// The objects this component should have with this handler's settings `ctx`, or why they
+    /// cannot be built.
+    fn build(&self, ctx: &BuildContext) -> Result<Workloads, BuildError>;
 
     /// The current status, if any.
     fn current_status(&self) -> Option<&ComponentStatus>;

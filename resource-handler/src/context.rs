@@ -11,6 +11,8 @@ use shared::metrics::Metrics;
 use shared::retry::Backoffs;
 use shared::watch::Cache;
 
+use crate::builders::BuildContext;
+
 /// Everything a reconcile needs besides the object.
 pub struct Context {
     pub client: Client,
@@ -21,6 +23,8 @@ pub struct Context {
     /// How often a healthy object is reconciled again even without events.
     pub resync: Duration,
     pub metrics: Arc<Metrics>,
+    /// The builders' settings (trace export of the data plane).
+    pub build: BuildContext,
 }
 
 impl Context {

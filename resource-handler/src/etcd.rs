@@ -2,13 +2,14 @@
 
 use shared::crd::{ComponentStatus, Etcd};
 
-use crate::builders::{self, BuildError, EtcdObjects};
+use crate::builders::{self, BuildContext, BuildError, EtcdObjects};
 use crate::component::{Component, Workload, WorkloadKind, Workloads};
 
 impl Component for Etcd {
     const WORKLOAD: WorkloadKind = WorkloadKind::StatefulSet;
 
-    fn build(&self) -> Result<Workloads, BuildError> {
+    /// etcd is not a Multigres process: the context (trace export) does not apply.
+    fn build(&self, _ctx: &BuildContext) -> Result<Workloads, BuildError> {
         let EtcdObjects {
             statefulset,
             peer_service,

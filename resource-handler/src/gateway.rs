@@ -2,17 +2,17 @@
 
 use shared::crd::{ComponentStatus, MultiGateway};
 
-use crate::builders::{self, BuildError, DeploymentObjects};
+use crate::builders::{self, BuildContext, BuildError, DeploymentObjects};
 use crate::component::{Component, Workload, WorkloadKind, Workloads};
 
 impl Component for MultiGateway {
     const WORKLOAD: WorkloadKind = WorkloadKind::Deployment;
 
-    fn build(&self) -> Result<Workloads, BuildError> {
+    fn build(&self, ctx: &BuildContext) -> Result<Workloads, BuildError> {
         let DeploymentObjects {
             deployment,
             service,
-        } = builders::gateway(self)?;
+        } = builders::gateway(self, ctx)?;
         Ok(Workloads {
             workload: Workload::Deployment(deployment),
             services: vec![service],

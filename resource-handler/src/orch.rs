@@ -2,17 +2,17 @@
 
 use shared::crd::{ComponentStatus, MultiOrch};
 
-use crate::builders::{self, BuildError, DeploymentObjects};
+use crate::builders::{self, BuildContext, BuildError, DeploymentObjects};
 use crate::component::{Component, Workload, WorkloadKind, Workloads};
 
 impl Component for MultiOrch {
     const WORKLOAD: WorkloadKind = WorkloadKind::Deployment;
 
-    fn build(&self) -> Result<Workloads, BuildError> {
+    fn build(&self, ctx: &BuildContext) -> Result<Workloads, BuildError> {
         let DeploymentObjects {
             deployment,
             service,
-        } = builders::orch(self)?;
+        } = builders::orch(self, ctx)?;
         Ok(Workloads {
             workload: Workload::Deployment(deployment),
             services: vec![service],

@@ -47,7 +47,7 @@ async fn reconcile_in_span<C: Component>(
         return Err(Error::NotStored { object });
     };
     let name = obj.name_any();
-    let built = obj.build();
+    let built = obj.build(&ctx.build);
     spans::event(
         "desired objects built",
         vec![KeyValue::new("multigres.build.ok", built.is_ok())],

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::reflector::ReflectHandle;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource};
-use shared::cli::CommonArgs;
+use shared::cli::{CommonArgs, parse_url};
 use shared::crd::{Etcd, MultiGateway, MultiOrch, MultiPooler};
 use shared::kubeconnect::ensure_crd;
 use shared::meta::RESOURCE_HANDLER_MANAGER;
@@ -18,6 +18,7 @@ use shared::metrics::Metrics;
 use shared::process::Stop;
 use shared::watch::SharedWatch;
 
+use crate::builders::{BuildContext, DataPlaneTracing};
 use crate::component::Component;
 use crate::context::Context;
 use crate::reconcile::{error_policy, reconcile};
@@ -32,6 +33,13 @@ use crate::reconcile::{error_policy, reconcile};
 pub struct Args {
     #[command(flatten)]
     pub common: CommonArgs,
+
+    /// OTLP endpoint the Multigres pods export traces to, written into the same variable the
+    /// handler's own endpoint came from (OTEL_EXPORTER_OTLP_ENDPOINT or
+    /// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) [default: the handler's own endpoint]. Only used while
+    /// the handler exports traces.
+    #[arg(long, env = "DATA_PLANE_OTLP_ENDPOINT", value_parser = parse_url)]
+    pub data_plane_otlp_endpoint: Option<String>,
 }
 
 impl Args {
@@ -45,17 +53,45 @@ impl Args {
         ensure_crd::<MultiPooler>(&client).await?;
         let metrics = started.metrics.clone();
         let common = self.common.clone();
+        let build = self.build_context(started.telemetry.config());
         started
             .serve(&self.common.leader, RESOURCE_HANDLER_MANAGER, |stop| {
-                controllers(common.clone(), client.clone(), metrics.clone(), stop)
+                controllers(
+                    common.clone(),
+                    build.clone(),
+                    client.clone(),
+                    metrics.clone(),
+                    stop,
+                )
             })
             .await
+    }
+
+    /// The builders' settings: the data plane exports traces like this handler, to the
+    /// data-plane endpoint.
+    fn build_context(&self, telemetry: &shared::telemetry::TelemetryConfig) -> BuildContext {
+        let data_plane =
+            DataPlaneTracing::from_handler(telemetry, self.data_plane_otlp_endpoint.as_deref());
+        match &data_plane {
+            Some(t) => tracing::info!(
+                endpoint = %t.endpoint,
+                variable = t.endpoint_variable.name(),
+                protocol = t.protocol.as_str(),
+                sampler = t.sampler.name(),
+                "Multigres pods export traces"
+            ),
+            None => tracing::info!("Multigres pods export no traces (this handler exports none)"),
+        }
+        BuildContext {
+            tracing: data_plane,
+        }
     }
 }
 
 /// The four component controllers over fresh watches, until `stop` resolves.
 async fn controllers(
     common: CommonArgs,
+    build: BuildContext,
     client: kube::Client,
     metrics: Arc<Metrics>,
     stop: Stop,
@@ -75,6 +111,7 @@ async fn controllers(
         backoffs: Default::default(),
         resync: common.resync,
         metrics,
+        build,
     });
     tracing::info!("multigres-resource-handler is running");
     let config = common.controller_config();
@@ -136,4 +173,28 @@ async fn run_controller<C, W>(
         .run(reconcile::<C>, error_policy::<C>, ctx)
         .for_each(|_| std::future::ready(()))
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("resource-handler").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_data_plane_endpoint_flag_must_be_a_url() {
+        let flag = "--data-plane-otlp-endpoint";
+        let args = parse(&[flag, "http://198.18.0.1:4318"]).expect("a URL");
+        assert_eq!(
+            args.data_plane_otlp_endpoint.as_deref(),
+            Some("http://198.18.0.1:4318")
+        );
+        let err = parse(&[flag, "198.18.0.1:4318"]).expect_err("no scheme");
+        assert!(
+            err.to_string().contains("data-plane-otlp-endpoint"),
+            "{err}"
+        );
+    }
 }

@@ -111,6 +111,21 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
     }
 }
 
+/// Parses an `http://` or `https://` URL with a host, e.g. an OTLP endpoint handed to other
+/// processes (which may speak TLS even when this one does not).
+pub fn parse_url(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    let uri: http::Uri = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a URL; expected e.g. http://collector:4317"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+        return Err(format!(
+            "{value:?} must be an http:// or https:// URL with a host, e.g. http://collector:4317"
+        ));
+    }
+    Ok(value.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +161,18 @@ mod tests {
             err.to_string().contains("max-concurrent-reconciles"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn urls_need_a_scheme_and_a_host() {
+        assert_eq!(
+            parse_url(" http://198.18.0.1:4318 "),
+            Ok("http://198.18.0.1:4318".to_string())
+        );
+        assert!(parse_url("https://otel.example.com/otlp").is_ok());
+        for bad in ["", "otel:4317", "ftp://otel", "http://", "not a url"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -4,9 +4,10 @@
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use shared::crd::{Etcd, MultiGateway, MultiOrch, MultiPooler};
 
-use super::BuildError;
+use super::{BuildError, UNTRACED};
 
-fn input<K: serde::de::DeserializeOwned>(case: &str) -> K {
+/// The object of `tests/golden/<case>.input.yaml`.
+pub(super) fn input<K: serde::de::DeserializeOwned>(case: &str) -> K {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(format!("{case}.input.yaml"));
@@ -15,7 +16,7 @@ fn input<K: serde::de::DeserializeOwned>(case: &str) -> K {
 }
 
 fn pooler_pod(pooler: &MultiPooler) -> PodSpec {
-    super::pooler(pooler)
+    super::pooler(pooler, &UNTRACED)
         .expect("pooler builds")
         .statefulset
         .spec
@@ -130,7 +131,7 @@ fn a_cell_too_long_for_the_replication_name_is_refused() {
     let mut pooler: MultiPooler = input("pooler");
     pooler.spec.cell = "c".repeat(51);
     assert_eq!(
-        super::pooler(&pooler).map(|_| ()),
+        super::pooler(&pooler, &UNTRACED).map(|_| ()),
         Err(BuildError::CellNameTooLong {
             cell: "c".repeat(51),
             len: 51,
@@ -138,7 +139,10 @@ fn a_cell_too_long_for_the_replication_name_is_refused() {
         })
     );
     pooler.spec.cell = "c".repeat(50);
-    assert!(super::pooler(&pooler).is_ok(), "50 characters fit");
+    assert!(
+        super::pooler(&pooler, &UNTRACED).is_ok(),
+        "50 characters fit"
+    );
 }
 
 #[test]
@@ -167,11 +171,13 @@ fn gateway_and_orch_register_their_pod_ip() {
     let pods = [
         (
             "multigateway",
-            deployment_pod(super::gateway(&input::<MultiGateway>("gateway")).expect("gateway")),
+            deployment_pod(
+                super::gateway(&input::<MultiGateway>("gateway"), &UNTRACED).expect("gateway"),
+            ),
         ),
         (
             "multiorch",
-            deployment_pod(super::orch(&input::<MultiOrch>("orch")).expect("orch")),
+            deployment_pod(super::orch(&input::<MultiOrch>("orch"), &UNTRACED).expect("orch")),
         ),
     ];
     for (name, pod) in &pods {
@@ -188,7 +194,7 @@ fn gateway_and_orch_register_their_pod_ip() {
 
 #[test]
 fn the_orchestrator_watches_the_shard() {
-    let pod = deployment_pod(super::orch(&input::<MultiOrch>("orch")).expect("orch"));
+    let pod = deployment_pod(super::orch(&input::<MultiOrch>("orch"), &UNTRACED).expect("orch"));
     assert!(
         args(container(&pod, "multiorch"))
             .contains(&"--watch-targets=postgres/default/0-inf".to_string()),
@@ -210,11 +216,13 @@ fn every_data_plane_pod_is_restricted() {
         ),
         (
             "gateway",
-            deployment_pod(super::gateway(&input::<MultiGateway>("gateway")).expect("gateway")),
+            deployment_pod(
+                super::gateway(&input::<MultiGateway>("gateway"), &UNTRACED).expect("gateway"),
+            ),
         ),
         (
             "orch",
-            deployment_pod(super::orch(&input::<MultiOrch>("orch")).expect("orch")),
+            deployment_pod(super::orch(&input::<MultiOrch>("orch"), &UNTRACED).expect("orch")),
         ),
         ("pooler", pooler_pod(&input("pooler"))),
     ];

@@ -6,7 +6,7 @@ use shared::meta::ComponentLabel;
 
 use super::objects::Port;
 use super::stateless::{self, Stateless};
-use super::{BuildError, DeploymentObjects};
+use super::{BuildContext, BuildError, DeploymentObjects};
 
 const HTTP: Port = Port {
     name: "http",
@@ -22,11 +22,15 @@ const POSTGRES: Port = Port {
 };
 
 /// The objects of `gateway`.
-pub fn gateway(gateway: &MultiGateway) -> Result<DeploymentObjects, BuildError> {
+pub fn gateway(
+    gateway: &MultiGateway,
+    ctx: &BuildContext,
+) -> Result<DeploymentObjects, BuildError> {
     let MultiGatewaySpec {
         component,
         cell,
         topo,
+        observability,
     } = &gateway.spec;
     stateless::deployment_objects(
         gateway,
@@ -44,6 +48,7 @@ pub fn gateway(gateway: &MultiGateway) -> Result<DeploymentObjects, BuildError> 
                 ("pg-port", POSTGRES),
             ],
             flags: &[],
+            tracing: ctx.tracing(observability.as_ref()),
         },
     )
 }

@@ -6,6 +6,7 @@
 //! `UPDATE_GOLDEN=1 cargo test -p resource-handler golden`.
 //!
 //! (They live inside the crate because integration tests cannot reach a binary's modules.)
+//! Cases named `*-traced` are built by a handler that exports traces (see [`traced`]).
 //! The errors are asserted in code below, one case per [`BuildError`] variant.
 
 use std::collections::BTreeMap;
@@ -18,8 +19,12 @@ use shared::crd::{
     ComponentSpec, Etcd, EtcdSpec, MultiGateway, MultiGatewaySpec, MultiOrch, MultiOrchSpec,
     MultiPooler, MultiPoolerSpec, PoolerTemplate, StorageSpec, TopoSpec,
 };
+use shared::telemetry::config::{EndpointVariable, Protocol, SamplerConfig};
 
-use super::{BuildError, DeploymentObjects, EtcdObjects, PoolerObjects};
+use super::{
+    BuildContext, BuildError, DataPlaneTracing, DeploymentObjects, EtcdObjects, PoolerObjects,
+    UNTRACED,
+};
 
 const CASES: &[&str] = &[
     "etcd-defaults",
@@ -27,6 +32,7 @@ const CASES: &[&str] = &[
     "gateway",
     "orch",
     "pooler",
+    "pooler-traced",
 ];
 
 const HEADER: &str = "\
@@ -47,6 +53,11 @@ fn parse<K: DeserializeOwned>(input: &str, case: &str) -> K {
 fn build(input: &str, case: &str) -> Vec<Value> {
     let head: Value = parse(input, case);
     let kind = head["kind"].as_str().unwrap_or_default();
+    let ctx = if case.ends_with("-traced") {
+        traced()
+    } else {
+        UNTRACED
+    };
     let built = match kind {
         "Etcd" => super::etcd(&parse::<Etcd>(input, case)).map(|o| {
             let EtcdObjects {
@@ -60,9 +71,11 @@ fn build(input: &str, case: &str) -> Vec<Value> {
                 json(&client_service),
             ]
         }),
-        "MultiGateway" => super::gateway(&parse::<MultiGateway>(input, case)).map(deployment_docs),
-        "MultiOrch" => super::orch(&parse::<MultiOrch>(input, case)).map(deployment_docs),
-        "MultiPooler" => super::pooler(&parse::<MultiPooler>(input, case)).map(|o| {
+        "MultiGateway" => {
+            super::gateway(&parse::<MultiGateway>(input, case), &ctx).map(deployment_docs)
+        }
+        "MultiOrch" => super::orch(&parse::<MultiOrch>(input, case), &ctx).map(deployment_docs),
+        "MultiPooler" => super::pooler(&parse::<MultiPooler>(input, case), &ctx).map(|o| {
             let PoolerObjects {
                 statefulset,
                 service,
@@ -72,6 +85,19 @@ fn build(input: &str, case: &str) -> Vec<Value> {
         other => panic!("{case}.input.yaml: unknown kind {other:?}"),
     };
     built.unwrap_or_else(|e| panic!("{case}: {e}"))
+}
+
+/// The context of `*-traced` cases: a handler exporting over OTLP/HTTP from
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` with `parentbased_traceidratio` 0.1.
+fn traced() -> BuildContext {
+    BuildContext {
+        tracing: Some(DataPlaneTracing {
+            protocol: Protocol::HttpProtobuf,
+            endpoint_variable: EndpointVariable::Generic,
+            endpoint: "http://otel-collector.observability.svc:4318".to_string(),
+            sampler: SamplerConfig::ParentBasedTraceIdRatio(0.1),
+        }),
+    }
 }
 
 fn deployment_docs(objects: DeploymentObjects) -> Vec<Value> {
@@ -228,6 +254,7 @@ fn gateway_with(name: &str, component: ComponentSpec) -> MultiGateway {
             component,
             cell: "zone-a".to_string(),
             topo: topo(),
+            observability: None,
         },
     ))
 }
@@ -240,6 +267,7 @@ fn pooler_with(template: PoolerTemplate) -> MultiPooler {
             cell: "zone-a".to_string(),
             topo: topo(),
             password_secret_ref: None,
+            observability: None,
         },
     ))
 }
@@ -255,7 +283,8 @@ fn invalid_image_is_refused_naming_the_field() {
         image: Some(image.to_string()),
         ..ComponentSpec::default()
     };
-    let err = super::gateway(&gateway_with("gw", component)).expect_err("uppercase path");
+    let err =
+        super::gateway(&gateway_with("gw", component), &UNTRACED).expect_err("uppercase path");
     assert_eq!(
         err,
         BuildError::InvalidImage {
@@ -271,10 +300,13 @@ fn invalid_image_is_refused_naming_the_field() {
         "spec.image \"registry.example.com/Team/App:v1\" is not a valid image reference: "
     ));
 
-    let err = super::pooler(&pooler_with(PoolerTemplate {
-        postgres_image: Some("pgctld:".to_string()),
-        ..PoolerTemplate::default()
-    }))
+    let err = super::pooler(
+        &pooler_with(PoolerTemplate {
+            postgres_image: Some("pgctld:".to_string()),
+            ..PoolerTemplate::default()
+        }),
+        &UNTRACED,
+    )
     .expect_err("empty tag");
     assert!(
         matches!(&err, BuildError::InvalidImage { field: "spec.postgresImage", image, .. } if image == "pgctld:"),
@@ -290,10 +322,11 @@ fn invalid_image_is_refused_naming_the_field() {
             },
             cell: "zone-a".to_string(),
             topo: topo(),
+            observability: None,
         },
     ));
     assert_eq!(
-        super::orch(&orch).map_err(|e| e.reason()),
+        super::orch(&orch, &UNTRACED).map_err(|e| e.reason()),
         Err("InvalidImage")
     );
 }
@@ -301,13 +334,16 @@ fn invalid_image_is_refused_naming_the_field() {
 #[test]
 fn invalid_storage_size_is_refused() {
     for size in ["0", "-1Gi", "10GB", "lots"] {
-        let err = super::pooler(&pooler_with(PoolerTemplate {
-            storage: Some(StorageSpec {
-                size: Some(size.to_string()),
-                storage_class_name: None,
+        let err = super::pooler(
+            &pooler_with(PoolerTemplate {
+                storage: Some(StorageSpec {
+                    size: Some(size.to_string()),
+                    storage_class_name: None,
+                }),
+                ..PoolerTemplate::default()
             }),
-            ..PoolerTemplate::default()
-        }))
+            &UNTRACED,
+        )
         .expect_err(size);
         assert_eq!(
             err,
@@ -383,7 +419,8 @@ fn names_too_long_are_refused_naming_the_object() {
     );
 
     let name = "g".repeat(64);
-    let err = super::gateway(&gateway_with(&name, ComponentSpec::default())).expect_err("long");
+    let err = super::gateway(&gateway_with(&name, ComponentSpec::default()), &UNTRACED)
+        .expect_err("long");
     assert_eq!(
         err,
         BuildError::NameTooLong {
@@ -395,7 +432,7 @@ fn names_too_long_are_refused_naming_the_object() {
     );
     // A Deployment has no StatefulSet limit: 60 characters are fine.
     let name = "g".repeat(60);
-    assert!(super::gateway(&gateway_with(&name, ComponentSpec::default())).is_ok());
+    assert!(super::gateway(&gateway_with(&name, ComponentSpec::default()), &UNTRACED).is_ok());
 }
 
 #[test]
@@ -411,7 +448,10 @@ fn objects_not_stored_are_refused() {
     }
     let mut gateway = gateway_with("gw", ComponentSpec::default());
     gateway.metadata.uid = None;
-    assert_eq!(super::gateway(&gateway), Err(BuildError::NotStored));
+    assert_eq!(
+        super::gateway(&gateway, &UNTRACED),
+        Err(BuildError::NotStored)
+    );
 }
 
 #[test]
@@ -429,21 +469,24 @@ fn validation_order_is_identity_then_names_then_images_then_storage() {
         }),
     });
     assert_eq!(
-        super::pooler(&pooler).map_err(|e| e.reason()),
+        super::pooler(&pooler, &UNTRACED).map_err(|e| e.reason()),
         Err("InvalidImage")
     );
     pooler.metadata.name = Some("p".repeat(53));
     assert_eq!(
-        super::pooler(&pooler).map_err(|e| e.reason()),
+        super::pooler(&pooler, &UNTRACED).map_err(|e| e.reason()),
         Err("NameTooLong")
     );
     pooler.metadata.name = Some("9pool".to_string());
     assert_eq!(
-        super::pooler(&pooler).map_err(|e| e.reason()),
+        super::pooler(&pooler, &UNTRACED).map_err(|e| e.reason()),
         Err("InvalidName")
     );
     pooler.metadata.uid = None;
-    assert_eq!(super::pooler(&pooler), Err(BuildError::NotStored));
+    assert_eq!(
+        super::pooler(&pooler, &UNTRACED),
+        Err(BuildError::NotStored)
+    );
 }
 
 #[test]
@@ -461,7 +504,7 @@ fn user_labels_never_reach_selectors() {
     let DeploymentObjects {
         deployment,
         service,
-    } = super::gateway(&gateway_with("gw", component)).expect("builds");
+    } = super::gateway(&gateway_with("gw", component), &UNTRACED).expect("builds");
     let spec = deployment.spec.expect("spec");
     let selector = spec.selector.match_labels.expect("selector");
     let pod_labels = spec

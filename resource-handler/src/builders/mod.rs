@@ -1,4 +1,5 @@
-//! Pure builders: a component object in, the Kubernetes objects it should have out.
+//! Pure builders: a component object and the handler's [`BuildContext`] in, the Kubernetes
+//! objects it should have out.
 //!
 //! Nothing here does I/O. Each builder validates what the CRD schema cannot express (image
 //! references, quantities, the lengths of derived names), then returns objects that contain
@@ -19,11 +20,13 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Service;
+use shared::crd::{ObservabilitySpec, TracingMode};
 
 mod etcd;
 mod gateway;
 mod objects;
 mod orch;
+mod otel;
 mod pod;
 mod pooler;
 mod stateless;
@@ -33,11 +36,36 @@ mod validate;
 mod data_plane_tests;
 #[cfg(test)]
 mod golden_tests;
+#[cfg(test)]
+mod otel_tests;
 
 pub use etcd::etcd;
 pub use gateway::gateway;
 pub use orch::orch;
+pub use otel::DataPlaneTracing;
 pub use pooler::pooler;
+
+/// What the builders take besides the object: this handler's settings, decided at start.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BuildContext {
+    /// The trace export of the Multigres containers; `None` when the handler exports no traces.
+    pub tracing: Option<DataPlaneTracing>,
+}
+
+/// The context of a handler that exports no traces, for tests.
+#[cfg(test)]
+const UNTRACED: BuildContext = BuildContext { tracing: None };
+
+impl BuildContext {
+    /// The trace export of a component whose spec says `observability`: none when the handler
+    /// exports nothing or the cluster turned tracing off.
+    fn tracing(&self, observability: Option<&ObservabilitySpec>) -> Option<&DataPlaneTracing> {
+        match ObservabilitySpec::tracing_mode(observability) {
+            TracingMode::Enabled => self.tracing.as_ref(),
+            TracingMode::Disabled => None,
+        }
+    }
+}
 
 /// Why a component object cannot be turned into workloads. Retrying does not help until the
 /// object changes; the message names the field to fix.

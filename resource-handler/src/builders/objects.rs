@@ -82,6 +82,11 @@ impl Owner {
         })
     }
 
+    /// The cluster the object belongs to: its `multigres.com/cluster` label.
+    pub fn cluster(&self) -> Option<&str> {
+        self.labels.get(LABEL_CLUSTER).map(String::as_str)
+    }
+
     /// Checks that a StatefulSet named like the owner leaves room for its pods' revision labels.
     pub fn check_statefulset_name(&self) -> Result<(), BuildError> {
         validate::name_length("StatefulSet", &self.name, MAX_STATEFULSET_NAME, &self.kind)

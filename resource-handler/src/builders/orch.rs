@@ -6,7 +6,7 @@ use shared::meta::ComponentLabel;
 
 use super::objects::Port;
 use super::stateless::{self, Stateless};
-use super::{BuildError, DeploymentObjects};
+use super::{BuildContext, BuildError, DeploymentObjects};
 
 const HTTP: Port = Port {
     name: "http",
@@ -23,11 +23,12 @@ const GRPC: Port = Port {
 pub(super) const WATCH_TARGETS: &str = "--watch-targets=postgres/default/0-inf";
 
 /// The objects of `orch`.
-pub fn orch(orch: &MultiOrch) -> Result<DeploymentObjects, BuildError> {
+pub fn orch(orch: &MultiOrch, ctx: &BuildContext) -> Result<DeploymentObjects, BuildError> {
     let MultiOrchSpec {
         component,
         cell,
         topo,
+        observability,
     } = &orch.spec;
     stateless::deployment_objects(
         orch,
@@ -41,6 +42,7 @@ pub fn orch(orch: &MultiOrch) -> Result<DeploymentObjects, BuildError> {
             http: HTTP,
             ports: &[("http-port", HTTP), ("grpc-port", GRPC)],
             flags: &[WATCH_TARGETS],
+            tracing: ctx.tracing(observability.as_ref()),
         },
     )
 }

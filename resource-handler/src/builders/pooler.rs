@@ -17,9 +17,10 @@ use shared::defaults::{Component, PGCTLD_IMAGE, POOLER_STORAGE_SIZE};
 use shared::meta::ComponentLabel;
 
 use super::objects::{self, Owner, Port, ServiceKind};
+use super::otel::Origin;
 use super::pod::{self, PodShape, Timing};
 use super::validate;
-use super::{BuildError, PoolerObjects};
+use super::{BuildContext, BuildError, PoolerObjects};
 
 const HTTP: Port = Port {
     name: "http",
@@ -75,7 +76,7 @@ fn service_id(statefulset: &str) -> String {
 }
 
 /// The objects of `pooler`.
-pub fn pooler(pooler: &MultiPooler) -> Result<PoolerObjects, BuildError> {
+pub fn pooler(pooler: &MultiPooler, ctx: &BuildContext) -> Result<PoolerObjects, BuildError> {
     let MultiPoolerSpec {
         pooler:
             PoolerTemplate {
@@ -86,6 +87,7 @@ pub fn pooler(pooler: &MultiPooler) -> Result<PoolerObjects, BuildError> {
         cell,
         topo,
         password_secret_ref,
+        observability,
     } = &pooler.spec;
     let owner = Owner::new(pooler, ComponentLabel::Pooler, Some(cell))?;
     if cell.len() > MAX_CELL_LEN {
@@ -138,7 +140,16 @@ pub fn pooler(pooler: &MultiPooler) -> Result<PoolerObjects, BuildError> {
     multipooler.volume_mounts = Some(mounts);
     pod::multigres_probes(&mut multipooler, &HTTP);
 
-    let postgres = postgres_container(&shape, postgres_image, password.as_ref());
+    let mut postgres = postgres_container(&shape, postgres_image, password.as_ref());
+    if let Some(tracing) = ctx.tracing(observability.as_ref()) {
+        let origin = Origin {
+            namespace: &owner.namespace,
+            cluster: owner.cluster(),
+            cell,
+        };
+        tracing.add_env(&mut multipooler, "multipooler", &origin);
+        tracing.add_env(&mut postgres, "pgctld", &origin);
+    }
     let replicas = shape.replicas;
     let mut template = shape.template(pod::POSTGRES_USER, vec![multipooler, postgres]);
     if let (Some(password), Some(spec)) = (&password, template.spec.as_mut()) {

@@ -7,8 +7,9 @@ use shared::defaults::Component;
 use shared::meta::ComponentLabel;
 
 use super::objects::{self, Owner, Port, ServiceKind};
+use super::otel::Origin;
 use super::pod::{self, PodShape};
-use super::{BuildError, DeploymentObjects};
+use super::{BuildError, DataPlaneTracing, DeploymentObjects};
 
 /// One Multigres binary of a cell, run as a Deployment.
 pub(super) struct Stateless<'a> {
@@ -25,6 +26,8 @@ pub(super) struct Stateless<'a> {
     pub ports: &'a [(&'static str, Port)],
     /// Flags of this binary alone.
     pub flags: &'a [&'static str],
+    /// Trace export of the binary, when on.
+    pub tracing: Option<&'a DataPlaneTracing>,
 }
 
 /// The Deployment and Service of `object`.
@@ -42,6 +45,7 @@ pub(super) fn deployment_objects<K: Resource<DynamicType = ()>>(
         http,
         ports,
         flags,
+        tracing,
     } = stateless;
     let owner = Owner::new(object, label, Some(cell))?;
     let service_ports: Vec<Port> = ports.iter().map(|(_, port)| *port).collect();
@@ -56,6 +60,14 @@ pub(super) fn deployment_objects<K: Resource<DynamicType = ()>>(
     args.extend(flags.iter().map(|f| f.to_string()));
     container.args = Some(args);
     container.env = Some(vec![pod::pod_ip_env()]);
+    if let Some(tracing) = tracing {
+        let origin = Origin {
+            namespace: &owner.namespace,
+            cluster: owner.cluster(),
+            cell,
+        };
+        tracing.add_env(&mut container, binary, &origin);
+    }
     container.ports = Some(pod::container_ports(&service_ports));
     container.resources = shape.resources();
     pod::multigres_probes(&mut container, &http);

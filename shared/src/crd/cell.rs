@@ -6,7 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    ComponentSpec, ComponentStatus, Phase, PoolerTemplate, ReadyCount, SecretKeyRef, TopoSpec,
+    ComponentSpec, ComponentStatus, ObservabilitySpec, Phase, PoolerTemplate, ReadyCount,
+    SecretKeyRef, TopoSpec,
 };
 
 /// A Multigres cell: the cluster-handler creates one per entry of a cluster's `spec.cells`.
@@ -64,6 +65,10 @@ pub struct CellSpec {
     /// The Secret key holding the cluster's postgres admin password, for the cell's poolers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
+
+    /// The cluster's observability settings, for the cell's components.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observability: Option<ObservabilitySpec>,
 }
 
 /// Status of a cell: its own conditions plus ready counts of its three components.

@@ -6,7 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    ComponentSpec, ComponentStatus, Phase, PoolerTemplate, PostgresSpec, ReadyCount,
+    ComponentSpec, ComponentStatus, ObservabilitySpec, Phase, PoolerTemplate, PostgresSpec,
+    ReadyCount,
 };
 use super::components::EtcdSpec;
 
@@ -58,6 +59,10 @@ pub struct MultigresClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<PostgresSpec>,
 
+    /// Observability of the data plane: whether the Multigres processes export traces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observability: Option<ObservabilitySpec>,
+
     /// Gateway settings for every cell (a cell may refine them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<ComponentSpec>,
@@ -70,11 +75,29 @@ pub struct MultigresClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pooler: Option<PoolerTemplate>,
 
+    /// How many poolers must confirm a write before it commits, recorded in the Multigres
+    /// topology for the shard's bootstrap. `AT_LEAST_2` (the default) needs two poolers in
+    /// the shard; `MULTI_CELL_AT_LEAST_2` needs poolers in two cells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durability_policy: Option<DurabilityPolicy>,
+
     /// The cells of the cluster; one cell named `default` when empty. Names are unique.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub cells: Vec<CellTemplate>,
+}
+
+/// The durability policies Multigres v0.1.0 accepts for a database's bootstrap.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DurabilityPolicy {
+    /// A write is durable once two poolers of the shard have it.
+    #[default]
+    #[serde(rename = "AT_LEAST_2")]
+    AtLeast2,
+    /// A write is durable once poolers in two different cells have it.
+    #[serde(rename = "MULTI_CELL_AT_LEAST_2")]
+    MultiCellAtLeast2,
 }
 
 /// One cell of a cluster, with optional settings that refine the cluster-wide ones.

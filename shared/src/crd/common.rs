@@ -232,6 +232,33 @@ pub struct PostgresSpec {
     pub password_secret_ref: Option<SecretKeyRef>,
 }
 
+/// Observability of a cluster's data plane.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservabilitySpec {
+    /// Whether the Multigres processes export traces; `Enabled` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<TracingMode>,
+}
+
+impl ObservabilitySpec {
+    /// The tracing mode of `observability`: `Enabled` unless it says otherwise.
+    pub fn tracing_mode(observability: Option<&ObservabilitySpec>) -> TracingMode {
+        observability.and_then(|o| o.tracing).unwrap_or_default()
+    }
+}
+
+/// Whether the Multigres processes export traces: `Enabled` (the default) gives them the
+/// resource-handler's trace export settings whenever it exports traces itself; `Disabled` never.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TracingMode {
+    /// Export when the resource-handler exports its own traces.
+    #[default]
+    Enabled,
+    /// Never export.
+    Disabled,
+}
+
 /// The pooler's settings: the shared pod shape plus its postgres side and storage.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

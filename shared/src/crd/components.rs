@@ -5,7 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    ComponentSpec, ComponentStatus, PoolerTemplate, SecretKeyRef, StorageSpec, TopoSpec,
+    ComponentSpec, ComponentStatus, ObservabilitySpec, PoolerTemplate, SecretKeyRef, StorageSpec,
+    TopoSpec,
 };
 
 /// CEL transition rule: the effective replica count (unset means the default, 3) never changes.
@@ -110,6 +111,11 @@ pub struct MultiGatewaySpec {
 
     /// The global topology server.
     pub topo: TopoSpec,
+
+    /// Observability settings: `tracing: Disabled` keeps the `OTEL_*` environment out of the
+    /// pods. Set by the Cell from its cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observability: Option<ObservabilitySpec>,
 }
 
 /// MultiOrch: the failover orchestrator of a cell, run as a Deployment and Service.
@@ -159,6 +165,11 @@ pub struct MultiOrchSpec {
 
     /// The global topology server.
     pub topo: TopoSpec,
+
+    /// Observability settings: `tracing: Disabled` keeps the `OTEL_*` environment out of the
+    /// pods. Set by the Cell from its cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observability: Option<ObservabilitySpec>,
 }
 
 /// MultiPooler: connection pooler and PostgreSQL of a cell, run as a StatefulSet with a
@@ -215,4 +226,9 @@ pub struct MultiPoolerSpec {
     /// start. Set by the Cell for the poolers of a cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
+
+    /// Observability settings: `tracing: Disabled` keeps the `OTEL_*` environment out of the
+    /// pods. Set by the Cell from its cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observability: Option<ObservabilitySpec>,
 }

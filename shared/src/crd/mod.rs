@@ -16,10 +16,12 @@ mod components;
 mod schema;
 
 pub use cell::{Cell, CellSpec, CellStatus};
-pub use cluster::{CellTemplate, ClusterStatus, MultigresCluster, MultigresClusterSpec};
+pub use cluster::{
+    CellTemplate, ClusterStatus, DurabilityPolicy, MultigresCluster, MultigresClusterSpec,
+};
 pub use common::{
-    ComponentSpec, ComponentStatus, ImagePullPolicy, Phase, PoolerTemplate, PostgresSpec,
-    ReadyCount, SecretKeyRef, StorageSpec, TopoSpec,
+    ComponentSpec, ComponentStatus, ImagePullPolicy, ObservabilitySpec, Phase, PoolerTemplate,
+    PostgresSpec, ReadyCount, SecretKeyRef, StorageSpec, TopoSpec, TracingMode,
 };
 pub use components::{
     ETCD_REPLICAS_UNCHANGED, Etcd, EtcdSpec, MultiGateway, MultiGatewaySpec, MultiOrch,

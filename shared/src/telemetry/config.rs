@@ -17,6 +17,35 @@ pub enum Protocol {
     HttpProtobuf,
 }
 
+impl Protocol {
+    /// The `OTEL_EXPORTER_OTLP_PROTOCOL` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::HttpProtobuf => "http/protobuf",
+        }
+    }
+}
+
+/// The variable an endpoint was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointVariable {
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: a base URL, to which HTTP adds `/v1/traces`.
+    Generic,
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: the URL used as-is.
+    Traces,
+}
+
+impl EndpointVariable {
+    /// The variable's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Generic => ENDPOINT,
+            Self::Traces => TRACES_ENDPOINT,
+        }
+    }
+}
+
 /// Where and how spans are exported. Absent from [`TelemetryConfig`] when nothing is exported.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExporterConfig {
@@ -24,6 +53,9 @@ pub struct ExporterConfig {
     /// The final URL: for HTTP it already ends in `/v1/traces` when derived from the generic
     /// endpoint.
     pub endpoint: String,
+    /// The variable the endpoint came from and its value as given, so another process can be
+    /// configured the same way.
+    pub source: (EndpointVariable, String),
 }
 
 /// The `OTEL_TRACES_SAMPLER` values; ratios are within `0.0..=1.0`.
@@ -37,12 +69,44 @@ pub enum SamplerConfig {
     ParentBasedTraceIdRatio(f64),
 }
 
+impl SamplerConfig {
+    /// The `OTEL_TRACES_SAMPLER` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AlwaysOn => "always_on",
+            Self::AlwaysOff => "always_off",
+            Self::TraceIdRatio(_) => "traceidratio",
+            Self::ParentBasedAlwaysOn => "parentbased_always_on",
+            Self::ParentBasedAlwaysOff => "parentbased_always_off",
+            Self::ParentBasedTraceIdRatio(_) => "parentbased_traceidratio",
+        }
+    }
+
+    /// The `OTEL_TRACES_SAMPLER_ARG` value: the ratio of the ratio samplers.
+    pub fn arg(self) -> Option<f64> {
+        match self {
+            Self::TraceIdRatio(r) | Self::ParentBasedTraceIdRatio(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The same decision for new traces, but following the parent's decision when there is one.
+    pub fn parent_based(self) -> Self {
+        match self {
+            Self::AlwaysOn => Self::ParentBasedAlwaysOn,
+            Self::AlwaysOff => Self::ParentBasedAlwaysOff,
+            Self::TraceIdRatio(r) => Self::ParentBasedTraceIdRatio(r),
+            other => other,
+        }
+    }
+}
+
 /// Everything the telemetry pipeline needs, decided once at start.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TelemetryConfig {
     pub service_name: String,
-    /// `None`: SDK disabled or no endpoint. Spans still exist (log correlation), nothing leaves
-    /// the process.
+    /// `None`: SDK disabled, `OTEL_TRACES_EXPORTER=none` or no endpoint. Spans still exist (log
+    /// correlation), nothing leaves the process.
     pub exporter: Option<ExporterConfig>,
     pub sampler: SamplerConfig,
     /// Every resource attribute, `service.name` included.
@@ -83,6 +147,18 @@ impl TelemetryConfig {
             }
         };
 
+        let exporter_none = match get("OTEL_TRACES_EXPORTER") {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("otlp") => false,
+            Some(v) if v.eq_ignore_ascii_case("none") => true,
+            Some(v) => {
+                warnings.push(format!(
+                    "OTEL_TRACES_EXPORTER={v:?} is neither otlp nor none; using otlp"
+                ));
+                false
+            }
+        };
+
         let protocol = [TRACES_PROTOCOL, PROTOCOL]
             .into_iter()
             .find_map(|name| {
@@ -103,12 +179,14 @@ impl TelemetryConfig {
             })
             .unwrap_or(Protocol::Grpc);
 
-        let endpoint = [(TRACES_ENDPOINT, false), (ENDPOINT, true)]
+        let endpoint = [EndpointVariable::Traces, EndpointVariable::Generic]
             .into_iter()
-            .find_map(|(name, generic)| {
+            .find_map(|variable| {
+                let name = variable.name();
                 let value = get(name)?;
+                let generic = variable == EndpointVariable::Generic;
                 match endpoint_url(&value, protocol, generic) {
-                    Ok(url) => Some(url),
+                    Ok(url) => Some((url, (variable, value))),
                     Err(why) => {
                         warnings.push(format!("{name}={value:?} {why}; ignoring it"));
                         None
@@ -116,7 +194,11 @@ impl TelemetryConfig {
                 }
             });
         let exporter = match endpoint {
-            Some(endpoint) if !disabled => Some(ExporterConfig { protocol, endpoint }),
+            Some((endpoint, source)) if !disabled && !exporter_none => Some(ExporterConfig {
+                protocol,
+                endpoint,
+                source,
+            }),
             _ => None,
         };
 
@@ -457,6 +539,71 @@ mod tests {
         let (c, w) = parse(&[ep, ("OTEL_SDK_DISABLED", "yes")]);
         assert!(c.exporter.is_some());
         assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn traces_exporter_none_turns_export_off() {
+        let ep = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4317");
+        for v in ["none", "NONE"] {
+            let (c, w) = parse(&[ep, ("OTEL_TRACES_EXPORTER", v)]);
+            assert_eq!((c.exporter, w.len()), (None, 0), "{v}");
+        }
+        let (c, w) = parse(&[ep, ("OTEL_TRACES_EXPORTER", "otlp")]);
+        assert!(c.exporter.is_some() && w.is_empty());
+        let (c, w) = parse(&[ep, ("OTEL_TRACES_EXPORTER", "zipkin")]);
+        assert!(c.exporter.is_some());
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn the_endpoint_source_is_kept_as_given() {
+        let source = |env: &[(&str, &str)]| parse(env).0.exporter.map(|e| e.source);
+        let http = (PROTOCOL, "http/protobuf");
+        assert_eq!(
+            source(&[http, (ENDPOINT, " http://c:4318/ ")]),
+            Some((EndpointVariable::Generic, "http://c:4318/".to_string()))
+        );
+        assert_eq!(
+            source(&[
+                (ENDPOINT, "http://a:4317"),
+                (TRACES_ENDPOINT, "http://b:4317")
+            ]),
+            Some((EndpointVariable::Traces, "http://b:4317".to_string()))
+        );
+    }
+
+    #[test]
+    fn samplers_spell_back_as_they_parse() {
+        use SamplerConfig::*;
+        for sampler in [
+            AlwaysOn,
+            AlwaysOff,
+            TraceIdRatio(0.25),
+            ParentBasedAlwaysOn,
+            ParentBasedAlwaysOff,
+            ParentBasedTraceIdRatio(0.1),
+        ] {
+            let arg = sampler.arg().map(|r| r.to_string()).unwrap_or_default();
+            let parsed = parse(&[
+                ("OTEL_TRACES_SAMPLER", sampler.name()),
+                ("OTEL_TRACES_SAMPLER_ARG", &arg),
+            ])
+            .0
+            .sampler;
+            assert_eq!(parsed, sampler);
+        }
+        assert_eq!(AlwaysOn.parent_based(), ParentBasedAlwaysOn);
+        assert_eq!(AlwaysOff.parent_based(), ParentBasedAlwaysOff);
+        assert_eq!(
+            TraceIdRatio(0.5).parent_based(),
+            ParentBasedTraceIdRatio(0.5)
+        );
+        assert_eq!(
+            ParentBasedTraceIdRatio(0.5).parent_based(),
+            ParentBasedTraceIdRatio(0.5)
+        );
+        assert_eq!(Protocol::Grpc.as_str(), "grpc");
+        assert_eq!(Protocol::HttpProtobuf.as_str(), "http/protobuf");
     }
 
     #[test]

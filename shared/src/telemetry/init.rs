@@ -36,6 +36,8 @@ pub(crate) type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 #[derive(Debug)]
 pub struct TelemetryGuard {
     pub(crate) provider: Option<SdkTracerProvider>,
+    /// What the pipeline does; `exporter` is `None` when nothing is exported.
+    pub(crate) config: TelemetryConfig,
 }
 
 /// Why [`TelemetryGuard::shutdown`] did not flush everything.
@@ -48,6 +50,11 @@ pub enum ShutdownError {
 }
 
 impl TelemetryGuard {
+    /// The configuration in effect, so a handler can pass its export settings on.
+    pub fn config(&self) -> &TelemetryConfig {
+        &self.config
+    }
+
     /// Flushes pending spans and stops the exporter, returning within `deadline` even when the
     /// collector is unreachable. Call it from the Tokio runtime after the controllers stopped.
     ///
@@ -82,13 +89,17 @@ impl TelemetryGuard {
 
 /// Installs the global subscriber and, when the environment names an endpoint, the exporter.
 pub(crate) fn install(format: LogFormat, service_name: &'static str) -> TelemetryGuard {
+    let (mut config, mut warnings) =
+        TelemetryConfig::from_lookup(service_name, std::process::id(), env_lookup);
     if tracing::dispatcher::has_been_set() {
         // Building a second pipeline would start an exporter thread nobody uses.
         tracing::warn!("a global subscriber is already installed; telemetry init skipped");
-        return TelemetryGuard { provider: None };
+        config.exporter = None;
+        return TelemetryGuard {
+            provider: None,
+            config,
+        };
     }
-    let (mut config, mut warnings) =
-        TelemetryConfig::from_lookup(service_name, std::process::id(), env_lookup);
     let log_filter = log_filter(&mut warnings);
 
     let mut builder = provider_builder(&config);
@@ -132,11 +143,12 @@ pub(crate) fn install(format: LogFormat, service_name: &'static str) -> Telemetr
         ),
         None => tracing::info!(
             service.name = %config.service_name,
-            "span export off (no OTLP endpoint, or OTEL_SDK_DISABLED); spans feed log correlation only"
+            "span export off (no OTLP endpoint, OTEL_SDK_DISABLED or OTEL_TRACES_EXPORTER=none); spans feed log correlation only"
         ),
     }
     TelemetryGuard {
         provider: Some(provider),
+        config,
     }
 }
 

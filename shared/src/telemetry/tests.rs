@@ -16,7 +16,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 
-use super::config::{ExporterConfig, Protocol, TelemetryConfig};
+use super::config::{EndpointVariable, ExporterConfig, Protocol, TelemetryConfig};
 use super::counting::Counters;
 use super::init::{
     ShutdownError, TelemetryGuard, batch_processor, build_exporter, build_layers, provider_builder,
@@ -299,7 +299,13 @@ async fn unreachable_collector(protocol: Protocol, dead: Dead) {
         Protocol::Grpc => format!("http://127.0.0.1:{port}"),
         Protocol::HttpProtobuf => format!("http://127.0.0.1:{port}/v1/traces"),
     };
-    let exporter = build_exporter(&ExporterConfig { protocol, endpoint }).expect("exporter");
+    let source = (EndpointVariable::Traces, endpoint.clone());
+    let exporter = build_exporter(&ExporterConfig {
+        protocol,
+        endpoint,
+        source,
+    })
+    .expect("exporter");
     let max_queue = 64;
     let provider: SdkTracerProvider = provider_builder(&config(&[]))
         .with_span_processor(batch_processor(exporter, counters, max_queue))
@@ -345,6 +351,7 @@ async fn unreachable_collector(protocol: Protocol, dead: Dead) {
     let started = Instant::now();
     let result = TelemetryGuard {
         provider: Some(provider),
+        config: config(&[]),
     }
     .shutdown(deadline)
     .await;
@@ -392,6 +399,7 @@ async fn shutdown_without_exporter_is_immediate() {
     let provider = provider_builder(&config(&[])).build();
     let guard = TelemetryGuard {
         provider: Some(provider),
+        config: config(&[]),
     };
     guard
         .shutdown(Duration::from_secs(1))

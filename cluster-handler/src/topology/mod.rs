@@ -1,0 +1,150 @@
+//! A cluster's records in the Multigres global topology: a Cell record per cell and the
+//! Database record, written by the cluster-handler straight into the cluster's etcd before the
+//! cells' components are created (a gateway exits while its Cell record is missing, and a
+//! pooler that starts before the Database record exists stays broken until restarted).
+//! Idempotent: records are read, compared decoded, and written only when they differ; a
+//! removed cell's record is deleted.
+
+pub mod etcd;
+pub mod records;
+
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use shared::crd::MultigresCluster;
+use shared::defaults::GLOBAL_TOPO_ROOT;
+
+use crate::cluster::ClusterChildren;
+use crate::context::Context;
+use etcd::{Etcd, EtcdError};
+use records::{DATABASE, Observed, Records, Write, cell_of_key, cells_prefix, database_key};
+
+/// Why the topology could not be brought up to date; retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("registering the cells in the Multigres topology: {0}")]
+    Etcd(#[from] EtcdError),
+
+    #[error("{what} changed in the topology while it was being written; retrying")]
+    Conflict { what: String },
+
+    #[error("the cluster has no cells to register")]
+    NoCells,
+}
+
+impl TopologyError {
+    /// CamelCase reason for the `Ready=False` condition.
+    pub fn reason(&self) -> &'static str {
+        "TopologyUnavailable"
+    }
+}
+
+/// Where the topology stands for one reconcile.
+#[derive(Debug, PartialEq)]
+pub enum State {
+    /// Every record is right (after `writes` writes).
+    Registered { writes: usize },
+    /// The cluster's etcd has no ready member yet; its next status change brings the cluster
+    /// back. Only cells that already exist are applied meanwhile.
+    WaitingForEtcd(String),
+    /// This handler does not manage the topology (`--manage-topology=false`).
+    NotManaged,
+}
+
+/// The records `children` should have in the global topology.
+pub fn desired(cluster: &MultigresCluster, children: &ClusterChildren) -> Option<Records> {
+    let topo = &children.cells.first()?.spec.topo;
+    let address = topo.global_server_addresses.split(',').next()?.trim();
+    let root = topo.global_root.as_deref().unwrap_or(GLOBAL_TOPO_ROOT);
+    let cells: Vec<String> = children.cells.iter().map(|c| c.spec.name.clone()).collect();
+    let policy = cluster.spec.durability_policy.unwrap_or_default();
+    Some(Records::new(address, root, &cells, policy))
+}
+
+/// Brings the cluster's topology records up to date, in a `register topology` span.
+pub async fn ensure(
+    ctx: &Context,
+    cluster: &MultigresCluster,
+    children: &ClusterChildren,
+) -> Result<State, TopologyError> {
+    let Some(http) = &ctx.topology else {
+        return Ok(State::NotManaged);
+    };
+    let live = ctx.etcds.get(&ObjectRef::from(&children.etcd));
+    let ready = live
+        .as_ref()
+        .and_then(|e| e.status.as_ref())
+        .is_some_and(|s| s.ready_replicas > 0);
+    if !ready {
+        return Ok(State::WaitingForEtcd(format!(
+            "waiting for a ready member of Etcd {} before registering the cells in the topology",
+            children.etcd.name_any()
+        )));
+    }
+    let desired = desired(cluster, children).ok_or(TopologyError::NoCells)?;
+    let address = desired.cells.values().next().map_or_else(String::new, |c| {
+        c.server_addresses.first().cloned().unwrap_or_default()
+    });
+    let span = tracing::info_span!(
+        target: "multigres::topology",
+        "register topology",
+        otel.name = "register topology",
+        multigres.topology.address = %address,
+        multigres.topology.root = %desired.root,
+        multigres.topology.cells = desired.cells.len(),
+        multigres.topology.writes = tracing::field::Empty,
+    );
+    let etcd = Etcd::new(http.clone(), &address);
+    let writes = shared::telemetry::spans::run_in(span.clone(), sync(&etcd, &desired)).await?;
+    span.record("multigres.topology.writes", writes.len());
+    for write in &writes {
+        tracing::info!(
+            object = %shared::meta::object_ref(cluster),
+            write = %write.describe(),
+            "topology record written"
+        );
+    }
+    Ok(State::Registered {
+        writes: writes.len(),
+    })
+}
+
+/// Reads the records, writes what differs; returns the writes made.
+async fn sync(etcd: &Etcd, desired: &Records) -> Result<Vec<Write>, TopologyError> {
+    let prefix = cells_prefix(&desired.root);
+    let mut observed = Observed::default();
+    for (key, stored) in etcd.list(&prefix).await? {
+        if let Some(cell) = cell_of_key(&prefix, &key) {
+            observed.cells.insert(cell.to_string(), stored);
+        }
+    }
+    observed.database = etcd.get(&database_key(&desired.root, DATABASE)).await?;
+    let writes = records::plan(desired, &observed);
+    for write in &writes {
+        let done = match write {
+            Write::Put {
+                key,
+                value,
+                expected,
+                ..
+            } => etcd.put_if(key, value, *expected).await?,
+            Write::DeleteCell {
+                key,
+                expected,
+                root_prefix,
+                ..
+            } => {
+                let deleted = etcd.delete_if(key, *expected).await?;
+                if deleted {
+                    etcd.delete_prefix(root_prefix).await?;
+                }
+                deleted
+            }
+        };
+        if !done {
+            return Err(TopologyError::Conflict {
+                what: write.describe(),
+            });
+        }
+    }
+    Ok(writes)
+}
