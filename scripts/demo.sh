@@ -38,7 +38,9 @@ start() { # start <binary> <admin port> <env...>
   echo $! >"$WORK/demo-$bin.pid"
 }
 K create namespace "$NS" >/dev/null 2>&1 || true
-start cluster-handler "${DEMO_CH_PORT:-18081}" OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP_GRPC_ENDPOINT"
+# The sample lands on kwok nodes, where no etcd runs to hold the Multigres topology records.
+start cluster-handler "${DEMO_CH_PORT:-18081}" OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP_GRPC_ENDPOINT" \
+  MANAGE_TOPOLOGY=false
 start resource-handler "${DEMO_RH_PORT:-18082}" OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP_HTTP_ENDPOINT" \
   OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
 for port in "${DEMO_CH_PORT:-18081}" "${DEMO_RH_PORT:-18082}"; do
