@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 
-.PHONY: help build test audit unit lint fmt manifests e2e demo demo-down bench cluster-up cluster-down cluster-smoke deps
+.PHONY: help build test audit unit lint fmt manifests e2e demo demo-db demo-down bench cluster-up cluster-down cluster-smoke deps
 
 help: ## List the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ cluster-smoke: ## Check a running local control plane with curl/kubectl only
 
 demo: ## Local cluster + both handlers + a sample cluster + the waterfall of its trace
 	./scripts/demo.sh
+
+demo-db: ## Like demo, with a database on the real node: Healthy with a primary, then SQL through the gateway
+	DEMO_DATABASE=1 ./scripts/demo.sh
 
 demo-down: ## Stop what `make demo` started
 	./scripts/demo-down.sh

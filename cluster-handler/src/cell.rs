@@ -11,7 +11,7 @@ use kube::{Api, Resource, ResourceExt};
 use shared::apply::Desired;
 use shared::crd::{
     Cell, CellStatus, MultiGateway, MultiGatewaySpec, MultiOrch, MultiOrchSpec, MultiPooler,
-    MultiPoolerSpec,
+    MultiPoolerSpec, ShardStatus,
 };
 use shared::meta::{
     CLUSTER_HANDLER_MANAGER, ComponentLabel, LABEL_CELL, LABEL_CLUSTER, MAX_DNS_LABEL,
@@ -91,6 +91,10 @@ pub fn build(cell: &Cell) -> Result<CellChildren, SpecError> {
                 topo: cell.spec.topo.clone(),
                 password_secret_ref: cell.spec.password_secret_ref.clone(),
                 observability: cell.spec.observability.clone(),
+                backup: cell.spec.backup.clone(),
+                allowed_networks: cell.spec.allowed_networks.clone(),
+                volume_retention: cell.spec.volume_retention,
+                adopt_volumes: cell.spec.adopt_volumes,
             },
             status: None,
         },
@@ -221,12 +225,21 @@ async fn reconcile_in_span(
     if last_trace_id.is_some() {
         core.last_trace_id = last_trace_id;
     }
+    let shard = match crate::topology::cell_shard(&ctx, &obj).await {
+        Ok(shard) => shard.map(|s| ShardStatus {
+            primary: s.primary,
+            standbys: s.standbys,
+        }),
+        // Already on the span; the status keeps what it last knew.
+        Err(_) => previous.and_then(|s| s.shard.clone()),
+    };
     let status = CellStatus {
         core,
         phase: Some(phase),
         gateway,
         orch,
         pooler,
+        shard,
     };
     let summary = (phase, status.core.ready);
     finish(&ctx, obj.as_ref(), KIND, previous, &status, summary, result).await
@@ -269,6 +282,10 @@ mod tests {
                     key: None,
                 }),
                 observability: None,
+                backup: None,
+                allowed_networks: Vec::new(),
+                volume_retention: None,
+                adopt_volumes: None,
             },
         );
         c.metadata.namespace = Some("prod".into());
@@ -344,6 +361,31 @@ mod tests {
                 assert_eq!(pooler.spec.observability, expected);
             }
         }
+    }
+
+    #[test]
+    fn the_cluster_allowed_networks_reach_the_pooler() {
+        use shared::crd::MultigresCluster;
+        let mut cluster = MultigresCluster::new(
+            "demo",
+            serde_json::from_value(serde_json::json!({
+                "postgres": {"allowedNetworks": ["10.0.0.0/8", "fd00::/8"]},
+                "cells": [{"name": "a"}, {"name": "b"}]
+            }))
+            .expect("cluster spec"),
+        );
+        cluster.metadata.namespace = Some("prod".into());
+        cluster.metadata.uid = Some("uid-1".into());
+        let networks = vec!["10.0.0.0/8".to_string(), "fd00::/8".to_string()];
+        for mut cell in crate::cluster::build(&cluster).expect("cells").cells {
+            assert_eq!(cell.spec.allowed_networks, networks, "{}", cell.name_any());
+            cell.metadata.uid = Some("cell-uid".into());
+            let pooler = build(&cell).expect("components").pooler;
+            assert_eq!(pooler.spec.allowed_networks, networks);
+        }
+        // Unset stays empty all the way: the pooler's builder applies the default.
+        let pooler = build(&cell("demo-zone-a-12345")).expect("builds").pooler;
+        assert!(pooler.spec.allowed_networks.is_empty());
     }
 
     #[test]

@@ -11,8 +11,8 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use shared::apply::Desired;
 use shared::crd::{
-    Cell, CellSpec, CellTemplate, ClusterStatus, ComponentSpec, Etcd, MultigresCluster,
-    PoolerTemplate, ReadyCount, SecretKeyRef, TopoSpec,
+    Cell, CellSpec, CellTemplate, ClusterStatus, ComponentSpec, Etcd, EtcdSpec, MultigresCluster,
+    Phase, PoolerTemplate, ReadyCount, SecretKeyRef, ShardStatus, TopoSpec,
 };
 use shared::defaults::DEFAULT_CELL_NAME;
 use shared::meta::{
@@ -27,12 +27,13 @@ use crate::aggregate::{ChildReport, core_status, finish, sum};
 use crate::context::Context;
 use crate::error::Error;
 use crate::fanout::{FanOut, failures, written};
-use crate::password::CredentialsError;
 use crate::spec::{SpecError, check_len};
 use crate::topology::State as TopologyState;
 
 const KIND: &str = "MultigresCluster";
 const CONTROLLER: &str = "multigrescluster";
+/// How soon a cluster whose shard has no primary is looked at again.
+const NO_PRIMARY_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The children a cluster should have.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,42 +81,82 @@ pub fn password_secret_ref(cluster: &MultigresCluster) -> SecretKeyRef {
     })
 }
 
-/// The password Secret, checked once per cluster and Secret name in this process, in its own
-/// span (`ensure Secret`) that names the Secret and says whether it was created; never its
-/// value. A Secret deleted later is not recreated: a new password would not match the one
-/// postgres was initialised with.
-async fn ensure_password(
+/// Runs `ensure` (which finds or creates `kind` `name` for `cluster` and says whether it
+/// created it) once per cluster and object in this process, in its own span (`ensure <kind>`)
+/// that names the object and the decision, never its content. An object deleted later is not
+/// recreated by this process: a new password would not match the one postgres was initialised
+/// with, and a new backup claim would be empty.
+async fn ensure_once<E: std::fmt::Display>(
     ctx: &Context,
     cluster: &MultigresCluster,
-) -> Result<(), CredentialsError> {
-    let name = password_secret_ref(cluster).name;
-    let key = (cluster.uid().unwrap_or_default(), name.clone());
-    if ctx
-        .ensured_secrets
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .contains(&key)
-    {
+    kind: &'static str,
+    name: &str,
+    ensure: impl Future<Output = Result<bool, E>>,
+) -> Result<(), E> {
+    let key = (cluster.uid().unwrap_or_default(), format!("{kind}/{name}"));
+    let done = |ensured: &std::sync::Mutex<std::collections::HashSet<(String, String)>>| {
+        ensured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key)
+    };
+    if done(&ctx.ensured) {
         return Ok(());
     }
     let span = tracing::info_span!(
         target: "multigres::apply",
-        "ensure Secret",
-        otel.name = "ensure Secret",
+        "ensure object",
+        otel.name = %format!("ensure {kind}"),
         k8s.object.name = %name,
         multigres.apply.decision = tracing::field::Empty,
     );
-    let (_, created) =
-        spans::run_in(span.clone(), crate::password::ensure(&ctx.client, cluster)).await?;
+    let created = spans::run_in(span.clone(), ensure).await?;
     span.record(
         "multigres.apply.decision",
         if created { "create" } else { "unchanged" },
     );
-    ctx.ensured_secrets
+    ctx.ensured
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(key);
     Ok(())
+}
+
+/// The password Secret and the backup claim of `cluster`, each checked once.
+async fn ensure_prerequisites(ctx: &Context, cluster: &MultigresCluster) -> Result<(), Error> {
+    let object = object_ref(cluster);
+    let secret = password_secret_ref(cluster).name;
+    let password = async {
+        crate::password::ensure(&ctx.client, cluster)
+            .await
+            .map(|(_, created)| created)
+    };
+    ensure_once(ctx, cluster, "Secret", &secret, password)
+        .await
+        .map_err(|source| Error::Credentials {
+            object: object.clone(),
+            source,
+        })?;
+    if let Some(claim) = crate::backup::for_poolers(cluster).claim_name {
+        let backup = async {
+            crate::backup::ensure(&ctx.client, cluster)
+                .await
+                .map(|c| c.is_some_and(|(_, created)| created))
+        };
+        ensure_once(ctx, cluster, "PersistentVolumeClaim", &claim, backup)
+            .await
+            .map_err(|source| Error::Backup { object, source })?;
+    }
+    Ok(())
+}
+
+/// The spec of the cluster's Etcd: `spec.etcd`, with the cluster's volume settings where it
+/// sets none of its own (a setting left unset stays unset, so the Etcd takes the default).
+fn etcd_spec(cluster: &MultigresCluster) -> EtcdSpec {
+    let mut spec = cluster.spec.etcd.clone().unwrap_or_default();
+    spec.volume_retention = spec.volume_retention.or(cluster.spec.volume_retention);
+    spec.adopt_volumes = spec.adopt_volumes.or(cluster.spec.adopt_volumes);
+    spec
 }
 
 /// Builds the children of `cluster` (pure). Checks every generated name fits its limit, so a
@@ -149,7 +190,7 @@ pub fn build(cluster: &MultigresCluster) -> Result<ClusterChildren, SpecError> {
             child_labels(ComponentLabel::Etcd, &name, None),
         )
         .ok_or(SpecError::NotStored)?,
-        spec: cluster.spec.etcd.clone().unwrap_or_default(),
+        spec: etcd_spec(cluster),
         status: None,
     };
     let topo = TopoSpec {
@@ -157,6 +198,7 @@ pub fn build(cluster: &MultigresCluster) -> Result<ClusterChildren, SpecError> {
         global_root: None,
     };
     let password_ref = password_secret_ref(cluster);
+    let backup = crate::backup::for_poolers(cluster);
     check_len(
         "password Secret",
         &password_ref.name,
@@ -218,7 +260,16 @@ pub fn build(cluster: &MultigresCluster) -> Result<ClusterChildren, SpecError> {
                     PoolerTemplate::overlay,
                 ),
                 password_secret_ref: Some(password_ref.clone()),
+                backup: Some(backup.clone()),
                 observability: cluster.spec.observability.clone(),
+                allowed_networks: cluster
+                    .spec
+                    .postgres
+                    .as_ref()
+                    .map(|p| p.allowed_networks.clone())
+                    .unwrap_or_default(),
+                volume_retention: cluster.spec.volume_retention,
+                adopt_volumes: cluster.spec.adopt_volumes,
             },
             status: None,
         });
@@ -256,6 +307,7 @@ async fn reconcile_in_span(
         )],
     );
     let mut just_written = BTreeSet::new();
+    let mut shard = None;
     let (wanted, problem, result) = match built {
         Err(source) => (
             None,
@@ -266,17 +318,19 @@ async fn reconcile_in_span(
             }),
         ),
         Ok(children) => {
-            if let Err(source) = ensure_password(&ctx, &obj).await {
-                (
-                    None,
-                    Some((source.reason(), source.to_string())),
-                    Err(Error::Credentials {
-                        object: object.clone(),
-                        source,
-                    }),
-                )
+            if let Err(e) = ensure_prerequisites(&ctx, &obj).await {
+                (None, e.problem(), Err(e))
             } else {
                 let topology = crate::topology::ensure(&ctx, &obj, &children).await;
+                if let Ok(TopologyState::Registered {
+                    shard: registered, ..
+                }) = &topology
+                {
+                    shard = Some(ShardStatus {
+                        primary: registered.primary.clone(),
+                        standbys: registered.standbys,
+                    });
+                }
                 // A cell is created only once its records are in the topology; cells that
                 // exist are kept up to date whatever the topology's state.
                 let may_create = matches!(
@@ -408,15 +462,44 @@ async fn reconcile_in_span(
     let reports: Vec<ChildReport> = etcd_reports.into_iter().chain(cell_reports).collect();
     let pods = sum(&[etcd_count, gateway, orch, pooler]);
     let previous = obj.status.as_ref();
-    let (core, phase) = core_status(
+    let now = Time(Timestamp::now());
+    let (mut core, mut phase) = core_status(
         previous.map(|s| (&s.core, s.phase)),
         obj.meta().generation,
         &reports,
         pods,
         problem,
-        &Time(Timestamp::now()),
+        &now,
     );
-    let mut core = core;
+    // With the topology managed, a cluster is Healthy only once its shard has a primary.
+    let no_primary = shard.as_ref().is_some_and(|s| s.primary.is_none());
+    if no_primary && phase == Phase::Healthy {
+        let problem = (
+            "NoPrimary",
+            "every component is ready but the shard has no primary yet; multiorch elects one \
+             once the poolers have bootstrapped from the first backup"
+                .to_string(),
+        );
+        (core, _) = core_status(
+            previous.map(|s| (&s.core, s.phase)),
+            obj.meta().generation,
+            &reports,
+            pods,
+            Some(problem),
+            &now,
+        );
+        // A primary that was there and is gone is a degradation, not progress, until a new
+        // one is elected.
+        let had_primary = previous.is_some_and(|s| {
+            s.phase == Some(Phase::Degraded)
+                || s.shard.as_ref().is_some_and(|s| s.primary.is_some())
+        });
+        phase = if had_primary {
+            Phase::Degraded
+        } else {
+            Phase::Progressing
+        };
+    }
     if last_trace_id.is_some() {
         core.last_trace_id = last_trace_id;
     }
@@ -428,9 +511,16 @@ async fn reconcile_in_span(
         gateway,
         orch,
         pooler,
+        shard,
     };
     let summary = (phase, status.core.ready);
-    finish(&ctx, obj.as_ref(), KIND, previous, &status, summary, result).await
+    let action = finish(&ctx, obj.as_ref(), KIND, previous, &status, summary, result).await?;
+    // The topology sends no events: look again soon while the shard has no primary.
+    Ok(if no_primary {
+        Action::requeue(NO_PRIMARY_RECHECK)
+    } else {
+        action
+    })
 }
 
 /// Deletes the Cells this cluster controls that it no longer lists; garbage collection takes
@@ -596,6 +686,53 @@ mod tests {
         );
         assert_eq!(err.reason(), "NameTooLong");
         assert!(err.to_string().contains("shorten the name"), "{err}");
+    }
+
+    #[test]
+    fn the_volume_settings_reach_etcd_and_every_pooler() {
+        use shared::crd::VolumeRetention;
+        let children = build(&cluster(
+            "demo",
+            serde_json::json!({
+                "volumeRetention": "Retain",
+                "adoptVolumes": true,
+                "cells": [{"name": "a"}, {"name": "b"}]
+            }),
+        ))
+        .expect("builds");
+        let etcd = &children.etcd.spec;
+        assert_eq!(
+            (etcd.volume_retention, etcd.adopt_volumes),
+            (Some(VolumeRetention::Retain), Some(true))
+        );
+        for mut cell in children.cells {
+            assert_eq!(
+                (cell.spec.volume_retention, cell.spec.adopt_volumes),
+                (Some(VolumeRetention::Retain), Some(true)),
+                "{}",
+                cell.name_any()
+            );
+            cell.metadata.uid = Some("cell-uid".into());
+            let pooler = crate::cell::build(&cell).expect("components").pooler.spec;
+            assert_eq!(
+                (pooler.volume_retention, pooler.adopt_volumes),
+                (Some(VolumeRetention::Retain), Some(true))
+            );
+        }
+
+        // Unset stays unset all the way (no write to existing children); spec.etcd's own
+        // setting refines the cluster's.
+        let children = build(&cluster(
+            "demo",
+            serde_json::json!({"volumeRetention": "Retain", "etcd": {"volumeRetention": "Delete"}}),
+        ))
+        .expect("builds");
+        assert_eq!(
+            children.etcd.spec.volume_retention,
+            Some(VolumeRetention::Delete)
+        );
+        assert_eq!(children.etcd.spec.adopt_volumes, None);
+        assert_eq!(children.cells[0].spec.adopt_volumes, None);
     }
 
     #[test]

@@ -23,8 +23,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// How often a healthy object is reconciled again even without events.
     pub resync: Duration,
-    /// (cluster uid, Secret name) of the password Secrets found or created by this process.
-    pub ensured_secrets: Mutex<HashSet<(String, String)>>,
+    /// (cluster uid, `<kind>/<name>`) of the objects a cluster needs before its children (the
+    /// password Secret, the backup claim) found or created by this process.
+    pub ensured: Mutex<HashSet<(String, String)>>,
     /// HTTP client for the clusters' etcd, `None` when this handler does not manage the
     /// Multigres topology.
     pub topology: Option<reqwest::Client>,

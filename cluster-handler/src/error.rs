@@ -22,6 +22,14 @@ pub enum Error {
         source: crate::password::CredentialsError,
     },
 
+    /// The backup repository's claim is missing or not the cluster's; the children wait.
+    #[error("{object}: {source}")]
+    Backup {
+        object: String,
+        #[source]
+        source: crate::backup::BackupError,
+    },
+
     /// The cluster's records in the Multigres topology could not be read or written.
     #[error("{object}: {source}")]
     Topology {
@@ -65,11 +73,21 @@ pub fn describe(failed: &[(String, String)]) -> String {
 }
 
 impl Error {
+    /// The `Ready=False` reason and message of a prerequisite that is missing.
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        match self {
+            Self::Credentials { source, .. } => Some((source.reason(), source.to_string())),
+            Self::Backup { source, .. } => Some((source.reason(), source.to_string())),
+            _ => None,
+        }
+    }
+
     /// Low-cardinality label for logs and metrics.
     pub fn category(&self) -> &'static str {
         match self {
             Self::Spec { .. } => "invalid_spec",
             Self::Credentials { .. } => "credentials",
+            Self::Backup { .. } => "backup",
             Self::Topology { .. } => "topology",
             Self::Children { .. } => "apply",
             Self::Cleanup { .. } => "cleanup",

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod aggregate;
+mod backup;
 mod cell;
 mod cluster;
 mod context;

@@ -101,7 +101,7 @@ async fn controllers(
         backoffs: Default::default(),
         metrics,
         resync: common.resync,
-        ensured_secrets: Default::default(),
+        ensured: Default::default(),
         topology,
     });
     let clusters = Controller::new(

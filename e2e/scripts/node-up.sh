@@ -172,6 +172,9 @@ iptables -w -A "$NODE_GUARD_CHAIN" -i "$NODE_BRIDGE" -o "$NODE_BRIDGE" -j ACCEPT
 iptables -w -A "$NODE_GUARD_CHAIN" -i "$NODE_BRIDGE" -j DROP
 iptables -w -A "$NODE_GUARD_CHAIN" -o "$NODE_BRIDGE" ! -s "$NODE_POD_SUBNET" -m conntrack ! --ctstate DNAT -j DROP
 iptables -w -A "$NODE_GUARD_CHAIN" -m conntrack --ctstate DNAT ! -d "$NODE_POD_SUBNET" -j REJECT
+# A Service address kube-proxy has not (yet) translated must fail here, not reach whatever
+# answers for it beyond this machine.
+iptables -w -A "$NODE_GUARD_CHAIN" -d "$SERVICE_CIDR" -m conntrack ! --ctstate DNAT -j REJECT
 iptables -w -C FORWARD -j "$NODE_GUARD_CHAIN" 2>/dev/null || iptables -w -I FORWARD 1 -j "$NODE_GUARD_CHAIN"
 iptables -w -C OUTPUT -j "$NODE_GUARD_CHAIN" 2>/dev/null || iptables -w -I OUTPUT 1 -j "$NODE_GUARD_CHAIN"
 

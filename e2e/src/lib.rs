@@ -6,6 +6,7 @@
 //! tracing tests) and `E2E_USE_EXISTING=1`.
 
 pub mod cluster;
+pub mod data_plane;
 pub mod env;
 pub mod identity;
 pub mod k8s;

@@ -1,17 +1,21 @@
 //! Both handlers as separate processes turn the sample MultigresClusters into running
-//! workloads: Healthy, scaling through the cluster spec, removing a cell, deleting the cluster,
-//! and no writes at all while nothing changes.
+//! workloads: Healthy, scaling through the cluster spec, removing a cell, deleting the cluster
+//! (with its volumes, or keeping them for a later cluster that must ask to adopt them), and no
+//! writes at all while nothing changes.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use e2e::process::{Handler, start_handler, start_in_namespace};
 use e2e::{TestEnv, install_crds, wait_until, with_namespace};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
 use serde_json::json;
-use shared::crd::{Etcd, MultigresCluster};
-use shared::meta::cluster_etcd_name;
+use shared::crd::{ComponentStatus, Etcd, MultiPooler, MultigresCluster, VolumeRetention};
+use shared::meta::{LABEL_OWNER_UID, cluster_etcd_name};
 use shared::status::{READY, condition};
 
 use e2e::cluster::{
@@ -301,6 +305,7 @@ async fn a_missing_password_secret_holds_the_cluster_until_it_exists() {
                 name: "team-db-password".into(),
                 key: Some("pw".into()),
             }),
+            ..Default::default()
         });
         api.create(&PostParams::default(), &cluster)
             .await
@@ -436,6 +441,248 @@ async fn an_unreachable_topology_holds_new_cells_with_a_reason_and_backs_off() {
         tokio::time::sleep(Duration::from_secs(10)).await; // an observation window
         let during = cluster_handler.reconciles().await - before;
         assert!(during <= 12, "{during} reconciles in 10 s: a loop");
+    })
+    .await;
+}
+
+/// The cluster every volume test creates, deletes and creates again.
+const VOLUMES_CLUSTER: &str = "minimal";
+
+/// The StatefulSets of the minimal cluster that have data claims: etcd and the pooler.
+fn stateful_sets() -> [String; 2] {
+    let (_, [_, _, pooler]) = cell_objects(VOLUMES_CLUSTER, "default");
+    [cluster_etcd_name(VOLUMES_CLUSTER), pooler]
+}
+
+/// The data claims of the minimal cluster's StatefulSets (`data-<StatefulSet>-<n>`), by name,
+/// with their uid and their owner-uid label.
+async fn data_claims(
+    client: &Client,
+    ns: &str,
+) -> Result<BTreeMap<String, (String, Option<String>)>, String> {
+    let prefixes = stateful_sets().map(|sts| format!("data-{sts}-"));
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(claims
+        .items
+        .into_iter()
+        .filter(|c| prefixes.iter().any(|p| c.name_any().starts_with(p)))
+        .map(|c| {
+            let owner = c.labels().get(LABEL_OWNER_UID).cloned();
+            (c.name_any(), (c.uid().unwrap_or_default(), owner))
+        })
+        .collect())
+}
+
+/// Creates `cluster`, waits until it is Healthy and returns its data claims: three etcd
+/// members and two poolers, each labelled with the uid of its Etcd or MultiPooler.
+async fn healthy_with_claims(
+    client: &Client,
+    api: &Api<MultigresCluster>,
+    ns: &str,
+    cluster: &MultigresCluster,
+) -> BTreeMap<String, (String, Option<String>)> {
+    api.create(&PostParams::default(), cluster)
+        .await
+        .expect("cluster created");
+    wait_healthy(api, VOLUMES_CLUSTER).await;
+    let [etcd, pooler] = stateful_sets();
+    let etcd_uid = Api::<Etcd>::namespaced(client.clone(), ns)
+        .get(&etcd)
+        .await
+        .expect("Etcd")
+        .uid();
+    let pooler_uid = Api::<MultiPooler>::namespaced(client.clone(), ns)
+        .get(&pooler)
+        .await
+        .expect("MultiPooler")
+        .uid();
+    let claims = data_claims(client, ns).await.expect("claims listed");
+    let expected: BTreeMap<String, Option<String>> = (0..3)
+        .map(|i| (format!("data-{etcd}-{i}"), etcd_uid.clone()))
+        .chain((0..2).map(|i| (format!("data-{pooler}-{i}"), pooler_uid.clone())))
+        .collect();
+    let seen: BTreeMap<String, Option<String>> = claims
+        .iter()
+        .map(|(name, (_, owner))| (name.clone(), owner.clone()))
+        .collect();
+    assert_eq!(
+        seen, expected,
+        "one claim per pod, labelled with its object's uid"
+    );
+    claims
+}
+
+/// Deletes the cluster in the foreground and waits until it is gone, with everything it owns.
+async fn delete_and_wait(api: &Api<MultigresCluster>) {
+    api.delete(VOLUMES_CLUSTER, &DeleteParams::foreground())
+        .await
+        .expect("cluster deleted");
+    wait_until("the cluster to be gone", TIMEOUT, || async {
+        match api
+            .get_opt(VOLUMES_CLUSTER)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            None => Ok(()),
+            Some(c) => Err(format!(
+                "still there, finalizers {:?}",
+                c.metadata.finalizers
+            )),
+        }
+    })
+    .await;
+}
+
+/// Waits until the `Ready` condition of `name` is False with `reason`, and returns it.
+async fn wait_for_ready_reason<K>(
+    api: &Api<K>,
+    name: &str,
+    reason: &str,
+    status: impl Fn(&K) -> Option<&ComponentStatus>,
+) -> Condition
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    wait_until(
+        &format!("{name} to be Ready=False with {reason}"),
+        TIMEOUT,
+        || async {
+            let object = api.get(name).await.map_err(|e| e.to_string())?;
+            let conditions = status(&object)
+                .map(|s| s.conditions.clone())
+                .unwrap_or_default();
+            match condition(&conditions, READY) {
+                Some(c) if c.status == "False" && c.reason == reason => Ok(c.clone()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn volumes_go_with_the_cluster_unless_retained_and_are_adopted_only_when_asked() {
+    let client = admin().await;
+    with_namespace(&client, "ch-volumes", |client, ns| async move {
+        let (_cluster_handler, resource_handler) = both_handlers(&ns.name).await;
+        let api: Api<MultigresCluster> = Api::namespaced(client.clone(), &ns.name);
+
+        // Delete (the default): the claims go with the cluster.
+        healthy_with_claims(&client, &api, &ns.name, &sample("minimal-cluster.yaml")).await;
+        delete_and_wait(&api).await;
+        wait_until(
+            "the data claims to be deleted with the cluster",
+            TIMEOUT,
+            || async {
+                let left = data_claims(&client, &ns.name).await?;
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("left: {:?}", left.keys().collect::<Vec<_>>()))
+                }
+            },
+        )
+        .await;
+
+        // Retain: the claims outlive the cluster.
+        let mut retained = sample("minimal-cluster.yaml");
+        retained.spec.volume_retention = Some(VolumeRetention::Retain);
+        let old = healthy_with_claims(&client, &api, &ns.name, &retained).await;
+        delete_and_wait(&api).await;
+        let kept = data_claims(&client, &ns.name).await.expect("claims listed");
+        assert_eq!(kept, old, "every retained claim is still there, unchanged");
+
+        // A new cluster of the same name refuses them: nothing starts on the old data.
+        api.create(&PostParams::default(), &retained)
+            .await
+            .expect("cluster created again");
+        let [etcd, pooler] = stateful_sets();
+        let etcds: Api<Etcd> = Api::namespaced(client.clone(), &ns.name);
+        let cond = wait_for_ready_reason(&etcds, &etcd, "VolumesFromAnotherObject", |e: &Etcd| {
+            e.status.as_ref()
+        })
+        .await;
+        println!("Etcd {etcd} Ready: {}", cond.message);
+        for i in 0..3 {
+            let claim = format!("data-{etcd}-{i}");
+            assert!(
+                cond.message.contains(&claim),
+                "names {claim}: {}",
+                cond.message
+            );
+        }
+        assert!(
+            cond.message
+                .contains("spec.adoptVolumes: true on MultigresCluster minimal"),
+            "says where to adopt them: {}",
+            cond.message
+        );
+        let poolers: Api<MultiPooler> = Api::namespaced(client.clone(), &ns.name);
+        let cond = wait_for_ready_reason(
+            &poolers,
+            &pooler,
+            "VolumesFromAnotherObject",
+            |p: &MultiPooler| p.status.as_ref(),
+        )
+        .await;
+        println!("MultiPooler {pooler} Ready: {}", cond.message);
+        let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+        for sts in [&etcd, &pooler] {
+            assert!(
+                statefulsets.get_opt(sts).await.expect("get").is_none(),
+                "StatefulSet {sts} is not created over another object's claims"
+            );
+        }
+        // Retried with a growing backoff, not in a loop.
+        let object = format!("{}/{etcd}", ns.name);
+        let delays = wait_until(
+            "two retries of the refused Etcd in the handler log",
+            TIMEOUT,
+            || async {
+                let delays: Vec<u64> = resource_handler
+                    .log_lines()
+                    .into_iter()
+                    .filter(|l| {
+                        l["level"] == "WARN"
+                            && l["object"].as_str() == Some(object.as_str())
+                            && l["category"] == "foreign_volumes"
+                    })
+                    .filter_map(|l| l["retry_in_secs"].as_u64())
+                    .collect();
+                if delays.len() >= 2 {
+                    Ok(delays)
+                } else {
+                    Err(format!(
+                        "delays so far {delays:?}: {}",
+                        resource_handler.log_tail(5)
+                    ))
+                }
+            },
+        )
+        .await;
+        // The delay doubles up to its 5-minute cap.
+        assert!(
+            delays.windows(2).all(|w| w[0] < w[1] || w[1] == 300),
+            "each retry waits longer: {delays:?}"
+        );
+
+        // Asked to, it adopts them and runs on the old claims rather than new ones.
+        api.patch(
+            VOLUMES_CLUSTER,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"adoptVolumes": true}})),
+        )
+        .await
+        .expect("adoptVolumes set");
+        wait_healthy(&api, VOLUMES_CLUSTER).await;
+        let adopted = data_claims(&client, &ns.name).await.expect("claims listed");
+        assert_eq!(
+            adopted, old,
+            "the same claims, still labelled with the first objects' uids"
+        );
     })
     .await;
 }

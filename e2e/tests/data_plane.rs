@@ -6,16 +6,16 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
-use e2e::process::{Handler, data_plane_otlp_env, otlp_env, start_handler};
-use e2e::real_node::{self, STORAGE_CLASS, topology_env};
+use e2e::data_plane::{
+    cluster_pods, containers, create_pod, etcd_range, exec, handlers, holds, on_real_node,
+};
+use e2e::real_node::{self, STORAGE_CLASS};
 use e2e::tempo::Tempo;
 use e2e::tempo::shape::{descends_from, named};
 use e2e::{TestEnv, install_crds, wait_until, with_namespace};
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use shared::crd::MultigresCluster;
 
@@ -23,16 +23,6 @@ const CLUSTER: &str = "dp";
 const START_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long every container must run without a restart once all are ready.
 const STABLE_FOR: Duration = Duration::from_secs(120);
-
-/// Node selector and toleration of the real node, for one component of the spec.
-fn on_real_node(mut component: Value) -> Value {
-    component["nodeSelector"] = json!({real_node::NODE_LABEL_KEY: real_node::NODE_LABEL_VALUE});
-    component["tolerations"] = json!([{
-        "key": real_node::NODE_LABEL_KEY, "operator": "Equal",
-        "value": real_node::NODE_LABEL_VALUE, "effect": "NoSchedule",
-    }]);
-    component
-}
 
 /// The minimal cluster of the issue: one cell, etcd 1, gateway 1, orch 1, pooler 2.
 fn minimal_cluster() -> MultigresCluster {
@@ -46,6 +36,7 @@ fn minimal_cluster() -> MultigresCluster {
             "gateway": on_real_node(json!({"replicas": 1})),
             "orch": on_real_node(json!({"replicas": 1})),
             "pooler": on_real_node(json!({"replicas": 2, "storage": storage})),
+            "backup": {"filesystem": {"storage": storage}},
             "cells": [{"name": "zone-a"}],
         },
     }))
@@ -64,84 +55,6 @@ fn started_line(container: &str) -> &'static str {
     }
 }
 
-async fn cluster_pods(client: &Client, ns: &str) -> Result<Vec<Pod>, String> {
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(&format!("multigres.com/cluster={CLUSTER}")))
-        .await
-        .map(|l| l.items)
-        .map_err(|e| e.to_string())
-}
-
-/// (pod, container, ready, restarts) of every container of the cluster.
-fn containers(pods: &[Pod]) -> Vec<(String, String, bool, i32)> {
-    pods.iter()
-        .flat_map(|p| {
-            let pod = p.metadata.name.clone().unwrap_or_default();
-            p.status
-                .iter()
-                .flat_map(|s| s.container_statuses.iter().flatten())
-                .map(move |c| (pod.clone(), c.name.clone(), c.ready, c.restart_count))
-        })
-        .collect()
-}
-
-/// Runs `script` in the probe pod (busybox on the real node) and returns its stdout.
-fn in_probe(env: &TestEnv, ns: &str, script: &str) -> Result<String, String> {
-    let out = env
-        .kubectl()
-        .args(["exec", "-n", ns, "probe", "--", "sh", "-c", script])
-        .output()
-        .map_err(|e| format!("kubectl: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{script}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-/// Every key under `prefix` in the cluster's etcd with its value, through etcd's JSON API from
-/// inside the cluster.
-fn etcd_range(env: &TestEnv, ns: &str, prefix: &str) -> Result<BTreeMap<String, Vec<u8>>, String> {
-    let mut end = prefix.as_bytes().to_vec();
-    if let Some(last) = end.last_mut() {
-        *last += 1;
-    }
-    let body = json!({"key": B64.encode(prefix), "range_end": B64.encode(&end)}).to_string();
-    let out = in_probe(
-        env,
-        ns,
-        &format!(
-            "timeout 5 wget -q -O- --header 'Content-Type: application/json' --post-data '{body}' \
-             http://{CLUSTER}-etcd-client:2379/v3/kv/range"
-        ),
-    )?;
-    let answer: Value = serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))?;
-    let decode = |v: &Value| {
-        B64.decode(v.as_str().unwrap_or_default())
-            .unwrap_or_default()
-    };
-    Ok(answer["kvs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|kv| {
-            (
-                String::from_utf8_lossy(&decode(&kv["key"])).into_owned(),
-                decode(&kv["value"]),
-            )
-        })
-        .collect())
-}
-
-/// Whether `bytes` (a binary protobuf record) holds the string `s` as one of its fields.
-fn holds(bytes: &[u8], s: &str) -> bool {
-    bytes.windows(s.len()).any(|w| w == s.as_bytes())
-}
-
 /// The cell records under the global root, by key.
 fn cell_keys(records: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
     records
@@ -149,28 +62,6 @@ fn cell_keys(records: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
         .filter(|k| k.starts_with("/multigres/global/cells/"))
         .cloned()
         .collect()
-}
-
-async fn handlers(env: &TestEnv, ns: &str) -> (Handler, Handler) {
-    let mut cluster_env = topology_env();
-    cluster_env.extend(otlp_env(&env.otlp_grpc_endpoint));
-    let cluster = start_handler(
-        "cluster-handler",
-        Some(ns),
-        &["--resync", "10s"],
-        cluster_env,
-    )
-    .await;
-    let resource_env =
-        data_plane_otlp_env(&env.otlp_http_endpoint, &env.data_plane_otlp_http_endpoint);
-    let resource = start_handler(
-        "resource-handler",
-        Some(ns),
-        &["--resync", "10s"],
-        resource_env,
-    )
-    .await;
-    (cluster, resource)
 }
 
 #[tokio::test]
@@ -186,22 +77,7 @@ async fn a_cluster_on_the_real_node_runs_every_process_and_joins_the_topology() 
         api.create(&PostParams::default(), &minimal_cluster())
             .await
             .expect("cluster created");
-        let probe: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "probe"},
-            "spec": {
-                "containers": [{"name": "probe", "image": real_node::BUSYBOX_IMAGE,
-                    "imagePullPolicy": "IfNotPresent", "command": ["sleep", "3600"]}],
-                "terminationGracePeriodSeconds": 1,
-                "nodeSelector": {real_node::NODE_LABEL_KEY: real_node::NODE_LABEL_VALUE},
-                "tolerations": [{"key": real_node::NODE_LABEL_KEY, "operator": "Equal",
-                    "value": real_node::NODE_LABEL_VALUE, "effect": "NoSchedule"}],
-            },
-        }))
-        .expect("probe pod");
-        Api::<Pod>::namespaced(client.clone(), &ns)
-            .create(&PostParams::default(), &probe)
-            .await
-            .expect("probe created");
+        create_pod(&client, &ns, "probe", real_node::BUSYBOX_IMAGE, &["sleep", "3600"], json!([])).await;
 
         // Every container of etcd, gateway, orch and both poolers (multipooler + pgctld) ready.
         let expected = [
@@ -212,7 +88,7 @@ async fn a_cluster_on_the_real_node_runs_every_process_and_joins_the_topology() 
             ("postgres", 2),
         ];
         let pods = wait_until("every container of the cluster to be ready", START_TIMEOUT, || async {
-            let pods = cluster_pods(&client, &ns).await?;
+            let pods = cluster_pods(&client, &ns, CLUSTER).await?;
             let seen = containers(&pods);
             let mut count: BTreeMap<&str, usize> = BTreeMap::new();
             for (_, container, ready, _) in &seen {
@@ -228,7 +104,7 @@ async fn a_cluster_on_the_real_node_runs_every_process_and_joins_the_topology() 
         // Each container's log says it started.
         for pod in &pods {
             let name = pod.metadata.name.clone().unwrap_or_default();
-            for container in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+            for container in pod.spec.iter().flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers)) {
                 let line = started_line(&container.name);
                 wait_until(&format!("{name}/{} to log {line:?}", container.name), START_TIMEOUT, || async {
                     let log = Api::<Pod>::namespaced(client.clone(), &ns)
@@ -259,7 +135,7 @@ async fn a_cluster_on_the_real_node_runs_every_process_and_joins_the_topology() 
         for (component, url) in &targets {
             wait_until(&format!("{component} {url} to answer 200"), START_TIMEOUT, || async {
                 // busybox wget fails on any status but 2xx; -S prints the status line.
-                in_probe(&env, &ns, &format!("timeout 5 wget -S -q -O- {url} 2>&1"))
+                exec(&env, &ns, "probe", &format!("timeout 5 wget -S -q -O- {url} 2>&1"))
                     .and_then(|out| if out.contains("200 OK") { Ok(()) } else { Err(out) })
             })
             .await;
@@ -268,7 +144,7 @@ async fn a_cluster_on_the_real_node_runs_every_process_and_joins_the_topology() 
         // The global topology holds the Cell and the Database; the processes registered under
         // the cell's root (`<global root>/<cell>`).
         let records = wait_until("the topology to hold the cell, the database and the processes", START_TIMEOUT, || async {
-            let records = etcd_range(&env, &ns, "/multigres/")?;
+            let records = etcd_range(&env, &ns, "probe", CLUSTER, "/multigres/")?;
             let under = |p: &str| records.keys().filter(|k| k.starts_with(p)).count();
             let found = (
                 records.contains_key("/multigres/global/cells/zone-a/Cell"),
@@ -294,7 +170,7 @@ async fn a_cluster_on_the_real_node_runs_every_process_and_joins_the_topology() 
         // Nothing restarts for two minutes once everything is ready.
         let since = Instant::now();
         while since.elapsed() < STABLE_FOR {
-            let restarted: Vec<_> = containers(&cluster_pods(&client, &ns).await.expect("pods"))
+            let restarted: Vec<_> = containers(&cluster_pods(&client, &ns, CLUSTER).await.expect("pods"))
                 .into_iter()
                 .filter(|(_, _, _, restarts)| *restarts > 0)
                 .collect();
@@ -313,7 +189,7 @@ async fn a_cluster_on_the_real_node_runs_every_process_and_joins_the_topology() 
             .await
             .expect("zone-b added");
         wait_until("zone-b's Cell record and the database listing it", START_TIMEOUT, || async {
-            let records = etcd_range(&env, &ns, "/multigres/global/")?;
+            let records = etcd_range(&env, &ns, "probe", CLUSTER, "/multigres/global/")?;
             let database = records.get("/multigres/global/databases/postgres/Database").cloned().unwrap_or_default();
             if cell_keys(&records).len() == 2 && holds(&database, "zone-b") { Ok(()) } else { Err(format!("{:?}", cell_keys(&records))) }
         })
@@ -322,7 +198,7 @@ async fn a_cluster_on_the_real_node_runs_every_process_and_joins_the_topology() 
             .await
             .expect("zone-b removed");
         wait_until("zone-b's Cell record to be removed", START_TIMEOUT, || async {
-            let records = etcd_range(&env, &ns, "/multigres/global/")?;
+            let records = etcd_range(&env, &ns, "probe", CLUSTER, "/multigres/global/")?;
             let database = records.get("/multigres/global/databases/postgres/Database").cloned().unwrap_or_default();
             let keys = cell_keys(&records);
             if keys == ["/multigres/global/cells/zone-a/Cell"] && !holds(&database, "zone-b") { Ok(()) } else { Err(format!("{keys:?}")) }
@@ -366,9 +242,9 @@ async fn a_cluster_on_the_real_node_runs_every_process_and_joins_the_topology() 
             .map(|p| String::from_utf8_lossy(&p.0).into_owned())
             .expect("a password");
         assert!(password.len() >= 32, "a generated password");
-        for pod in cluster_pods(&client, &ns).await.expect("pods") {
+        for pod in cluster_pods(&client, &ns, CLUSTER).await.expect("pods") {
             let name = pod.metadata.name.clone().unwrap_or_default();
-            for container in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+            for container in pod.spec.iter().flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers)) {
                 let log = Api::<Pod>::namespaced(client.clone(), &ns)
                     .logs(&name, &kube::api::LogParams { container: Some(container.name.clone()), ..Default::default() })
                     .await

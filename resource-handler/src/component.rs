@@ -1,7 +1,8 @@
 //! What the generic reconcile needs to know about each component kind.
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Resource;
 use kube::core::NamespaceResourceScope;
 use serde::Serialize;
@@ -38,6 +39,9 @@ impl WorkloadKind {
 pub struct Workloads {
     pub workload: Workload,
     pub services: Vec<Service>,
+    /// Configuration files the pods mount.
+    pub config_maps: Vec<ConfigMap>,
+    pub disruption_budgets: Vec<PodDisruptionBudget>,
 }
 
 /// A component kind the resource-handler reconciles (Etcd, MultiGateway, MultiOrch,
@@ -61,4 +65,10 @@ pub trait Component:
 
     /// The current status, if any.
     fn current_status(&self) -> Option<&ComponentStatus>;
+
+    /// Whether a new StatefulSet may start from claims made for another object (see
+    /// [`crate::volumes`]). Only stateful kinds have the setting.
+    fn adopt_volumes(&self) -> bool {
+        false
+    }
 }

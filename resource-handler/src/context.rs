@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use shared::metrics::Metrics;
 use shared::retry::Backoffs;
@@ -19,6 +20,8 @@ pub struct Context {
     pub statefulsets: Cache<StatefulSet>,
     pub deployments: Cache<Deployment>,
     pub services: Cache<Service>,
+    pub config_maps: Cache<ConfigMap>,
+    pub disruption_budgets: Cache<PodDisruptionBudget>,
     pub backoffs: Backoffs,
     /// How often a healthy object is reconciled again even without events.
     pub resync: Duration,
@@ -35,5 +38,7 @@ impl Context {
         let _ = self.statefulsets.wait_until_ready().await;
         let _ = self.deployments.wait_until_ready().await;
         let _ = self.services.wait_until_ready().await;
+        let _ = self.config_maps.wait_until_ready().await;
+        let _ = self.disruption_budgets.wait_until_ready().await;
     }
 }

@@ -3,6 +3,7 @@
 use thiserror::Error;
 
 use crate::builders::BuildError;
+use crate::volumes::VolumesFromAnotherObject;
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -12,6 +13,23 @@ pub enum Error {
         object: String,
         #[source]
         source: BuildError,
+    },
+
+    /// Claims made for another object are where a new StatefulSet would look for its data.
+    /// Retried with backoff: deleting them, or setting `adoptVolumes`, resolves it.
+    #[error("{object}: {source}")]
+    ForeignVolumes {
+        object: String,
+        #[source]
+        source: VolumesFromAnotherObject,
+    },
+
+    /// Listing the claims a new StatefulSet would use failed.
+    #[error("{object}: listing PersistentVolumeClaims: {source}")]
+    ListClaims {
+        object: String,
+        #[source]
+        source: kube::Error,
     },
 
     /// Writing one of the workloads failed.
@@ -41,6 +59,8 @@ impl Error {
     pub fn category(&self) -> &'static str {
         match self {
             Self::Build { .. } => "invalid_spec",
+            Self::ForeignVolumes { .. } => "foreign_volumes",
+            Self::ListClaims { .. } => "list",
             Self::Apply { .. } => "apply",
             Self::Status { .. } => "status",
             Self::NotStored { .. } => "internal",

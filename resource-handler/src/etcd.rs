@@ -18,10 +18,16 @@ impl Component for Etcd {
         Ok(Workloads {
             workload: Workload::StatefulSet(statefulset),
             services: vec![peer_service, client_service],
+            config_maps: Vec::new(),
+            disruption_budgets: Vec::new(),
         })
     }
 
     fn current_status(&self) -> Option<&ComponentStatus> {
         self.status.as_ref()
+    }
+
+    fn adopt_volumes(&self) -> bool {
+        self.spec.adopt_volumes.unwrap_or(false)
     }
 }

@@ -16,6 +16,8 @@ impl Component for MultiGateway {
         Ok(Workloads {
             workload: Workload::Deployment(deployment),
             services: vec![service],
+            config_maps: Vec::new(),
+            disruption_budgets: Vec::new(),
         })
     }
 

@@ -16,6 +16,7 @@ mod pooler;
 mod reconcile;
 mod run;
 mod status;
+mod volumes;
 
 #[tokio::main]
 async fn main() -> ExitCode {

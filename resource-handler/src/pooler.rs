@@ -1,4 +1,5 @@
-//! MultiPooler → StatefulSet (pooler + postgres), headless Service.
+//! MultiPooler → StatefulSet (pooler + postgres sidecar), headless Service, pg_hba ConfigMap,
+//! PodDisruptionBudget.
 
 use shared::crd::{ComponentStatus, MultiPooler};
 
@@ -12,14 +13,22 @@ impl Component for MultiPooler {
         let PoolerObjects {
             statefulset,
             service,
+            config_map,
+            disruption_budget,
         } = builders::pooler(self, ctx)?;
         Ok(Workloads {
             workload: Workload::StatefulSet(statefulset),
             services: vec![service],
+            config_maps: vec![config_map],
+            disruption_budgets: vec![disruption_budget],
         })
     }
 
     fn current_status(&self) -> Option<&ComponentStatus> {
         self.status.as_ref()
+    }
+
+    fn adopt_volumes(&self) -> bool {
+        self.spec.adopt_volumes.unwrap_or(false)
     }
 }

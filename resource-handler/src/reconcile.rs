@@ -1,5 +1,6 @@
 //! The one reconcile every component kind goes through:
-//! build (pure) → apply each object that changed → derive status → write it if it changed.
+//! build (pure) → check the claims of a StatefulSet about to be created → apply each object
+//! that changed → derive status → write it if it changed.
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ use crate::error::Error;
 use crate::status::{
     Outcome, WorkloadState, component_status, deployment_state, statefulset_state,
 };
+use crate::volumes::{self, FOREIGN_VOLUMES_REASON};
 
 /// Reconciles one component object, in its `reconcile <Kind>` span.
 pub async fn reconcile<C: Component>(obj: Arc<C>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -60,13 +62,7 @@ async fn reconcile_in_span<C: Component>(
                 source,
             }),
         ),
-        Ok(workloads) => {
-            let errors = apply_all(&ctx, &ns, &object, workloads).await;
-            match errors.into_iter().next() {
-                None => (Outcome::Applied, Ok(())),
-                Some(err) => (Outcome::ApplyFailed(err.to_string()), Err(err)),
-            }
-        }
+        Ok(workloads) => check_and_apply(&ctx, obj.as_ref(), &ns, &object, workloads).await,
     };
     let workload = live_workload(&ctx, C::WORKLOAD, &ns, &name);
     let now = Time(Timestamp::now());
@@ -112,6 +108,35 @@ async fn reconcile_in_span<C: Component>(
     ))
 }
 
+/// Applies `workloads` unless the claims of a StatefulSet about to be created hold them back;
+/// what happened, and the first error.
+async fn check_and_apply<C: Component>(
+    ctx: &Context,
+    obj: &C,
+    ns: &str,
+    object: &str,
+    workloads: Workloads,
+) -> (Outcome, Result<(), Error>) {
+    if let Err(err) = volumes::check_before_create(ctx, obj, ns, object, &workloads).await {
+        return (held(&err), Err(err));
+    }
+    let errors = apply_all(ctx, ns, object, workloads).await;
+    match errors.into_iter().next() {
+        None => (Outcome::Applied, Ok(())),
+        Some(err) => (Outcome::ApplyFailed(err.to_string()), Err(err)),
+    }
+}
+
+/// What the status says when the claim check stopped the reconcile before anything was applied.
+fn held(err: &Error) -> Outcome {
+    match err {
+        Error::ForeignVolumes { source, .. } => {
+            Outcome::Held(FOREIGN_VOLUMES_REASON, source.to_string())
+        }
+        other => Outcome::ApplyFailed(other.to_string()),
+    }
+}
+
 /// Retry policy: per-object exponential backoff, so neither bad input nor an unavailable API
 /// server causes a hot loop.
 pub fn error_policy<C: Component>(obj: Arc<C>, err: &Error, ctx: Arc<Context>) -> Action {
@@ -126,9 +151,14 @@ pub fn error_policy<C: Component>(obj: Arc<C>, err: &Error, ctx: Arc<Context>) -
     )
 }
 
-/// Applies the workload and its Services concurrently; returns the errors.
+/// Applies the workload and the objects around it concurrently; returns the errors.
 async fn apply_all(ctx: &Context, ns: &str, object: &str, workloads: Workloads) -> Vec<Error> {
-    let Workloads { workload, services } = workloads;
+    let Workloads {
+        workload,
+        services,
+        config_maps,
+        disruption_budgets,
+    } = workloads;
     let main = async {
         match workload {
             Workload::StatefulSet(sts) => apply_one(ctx, &ctx.statefulsets, ns, object, sts).await,
@@ -137,16 +167,42 @@ async fn apply_all(ctx: &Context, ns: &str, object: &str, workloads: Workloads) 
             }
         }
     };
-    let services = join_all(
-        services
-            .into_iter()
-            .map(|svc| apply_one(ctx, &ctx.services, ns, object, svc)),
+    // A pod that mounts a ConfigMap not there yet waits for it, so no order is needed.
+    let (main, services, config_maps, disruption_budgets) = futures::join!(
+        main,
+        apply_each(ctx, &ctx.services, ns, object, services),
+        apply_each(ctx, &ctx.config_maps, ns, object, config_maps),
+        apply_each(ctx, &ctx.disruption_budgets, ns, object, disruption_budgets),
     );
-    let (main, services) = futures::join!(main, services);
     std::iter::once(main)
         .chain(services)
+        .chain(config_maps)
+        .chain(disruption_budgets)
         .filter_map(Result::err)
         .collect()
+}
+
+/// Applies each of `desired` concurrently (see [`apply_one`]).
+async fn apply_each<K>(
+    ctx: &Context,
+    cache: &Store<K>,
+    ns: &str,
+    object: &str,
+    desired: Vec<K>,
+) -> Vec<Result<(), Error>>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    join_all(
+        desired
+            .into_iter()
+            .map(|k| apply_one(ctx, cache, ns, object, k)),
+    )
+    .await
 }
 
 /// Applies one object if it differs from the cached live one.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::reflector::ReflectHandle;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource};
@@ -99,15 +100,24 @@ async fn controllers(
     let statefulsets = SharedWatch::<StatefulSet>::new(RESOURCE_HANDLER_MANAGER);
     let deployments = SharedWatch::<Deployment>::new(RESOURCE_HANDLER_MANAGER);
     let services = SharedWatch::<Service>::new(RESOURCE_HANDLER_MANAGER);
-    let etcd_owns = (statefulsets.subscribe()?, services.subscribe()?);
-    let pooler_owns = (statefulsets.subscribe()?, services.subscribe()?);
-    let gateway_owns = (deployments.subscribe()?, services.subscribe()?);
-    let orch_owns = (deployments.subscribe()?, services.subscribe()?);
+    let config_maps = SharedWatch::<ConfigMap>::new(RESOURCE_HANDLER_MANAGER);
+    let disruption_budgets = SharedWatch::<PodDisruptionBudget>::new(RESOURCE_HANDLER_MANAGER);
+    let etcd_owns = Owned::new(statefulsets.subscribe()?, services.subscribe()?);
+    // Only poolers have ConfigMaps and PodDisruptionBudgets.
+    let pooler_owns = Owned {
+        config_maps: Some(config_maps.subscribe()?),
+        disruption_budgets: Some(disruption_budgets.subscribe()?),
+        ..Owned::new(statefulsets.subscribe()?, services.subscribe()?)
+    };
+    let gateway_owns = Owned::new(deployments.subscribe()?, services.subscribe()?);
+    let orch_owns = Owned::new(deployments.subscribe()?, services.subscribe()?);
     let ctx = Arc::new(Context {
         client: client.clone(),
         statefulsets: statefulsets.spawn(common.watch_api(&client), stop.clone()),
         deployments: deployments.spawn(common.watch_api(&client), stop.clone()),
         services: services.spawn(common.watch_api(&client), stop.clone()),
+        config_maps: config_maps.spawn(common.watch_api(&client), stop.clone()),
+        disruption_budgets: disruption_budgets.spawn(common.watch_api(&client), stop.clone()),
         backoffs: Default::default(),
         resync: common.resync,
         metrics,
@@ -148,10 +158,31 @@ async fn controllers(
     Ok(())
 }
 
+/// The change streams of the objects one controller owns (workload type `W`): a change to any
+/// of them, a hand edit or a deletion, reconciles the owner, which puts it back.
+struct Owned<W: Resource<DynamicType = ()> + Clone + 'static> {
+    workloads: ReflectHandle<W>,
+    services: ReflectHandle<Service>,
+    config_maps: Option<ReflectHandle<ConfigMap>>,
+    disruption_budgets: Option<ReflectHandle<PodDisruptionBudget>>,
+}
+
+impl<W: Resource<DynamicType = ()> + Clone + 'static> Owned<W> {
+    /// A workload and its Services, nothing else.
+    fn new(workloads: ReflectHandle<W>, services: ReflectHandle<Service>) -> Self {
+        Owned {
+            workloads,
+            services,
+            config_maps: None,
+            disruption_budgets: None,
+        }
+    }
+}
+
 /// Runs the controller of component kind `C` until `stop` resolves.
 async fn run_controller<C, W>(
     api: Api<C>,
-    (workloads, services): (ReflectHandle<W>, ReflectHandle<Service>),
+    owned: Owned<W>,
     ctx: Arc<Context>,
     config: kube::runtime::controller::Config,
     stop: Stop,
@@ -165,10 +196,23 @@ async fn run_controller<C, W>(
         + Sync
         + 'static,
 {
-    Controller::new(api, watcher::Config::default())
+    let Owned {
+        workloads,
+        services,
+        config_maps,
+        disruption_budgets,
+    } = owned;
+    let mut controller = Controller::new(api, watcher::Config::default())
         .with_config(config)
         .owns_shared_stream(workloads)
-        .owns_shared_stream(services)
+        .owns_shared_stream(services);
+    if let Some(config_maps) = config_maps {
+        controller = controller.owns_shared_stream(config_maps);
+    }
+    if let Some(disruption_budgets) = disruption_budgets {
+        controller = controller.owns_shared_stream(disruption_budgets);
+    }
+    controller
         .graceful_shutdown_on(stop)
         .run(reconcile::<C>, error_policy::<C>, ctx)
         .for_each(|_| std::future::ready(()))

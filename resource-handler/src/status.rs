@@ -45,6 +45,9 @@ pub enum Outcome {
     Invalid(&'static str, String),
     /// Some object could not be written: the message names it.
     ApplyFailed(String),
+    /// Nothing was written because something outside the spec is in the way (claims made for
+    /// another object): `(reason, message)`, the message saying how to resolve it.
+    Held(&'static str, String),
 }
 
 /// The status to record for an object at `generation`, given what happened and the live
@@ -69,6 +72,15 @@ pub fn component_status(
         (Outcome::Invalid(reason, message), _) => (
             ConditionUpdate::new(READY, false, reason, message.clone()),
             ConditionUpdate::new(PROGRESSING, false, reason, "the spec must be fixed first"),
+        ),
+        (Outcome::Held(reason, message), _) => (
+            ConditionUpdate::new(READY, false, reason, message.clone()),
+            ConditionUpdate::new(
+                PROGRESSING,
+                false,
+                reason,
+                "nothing is created until this is resolved; retrying with backoff",
+            ),
         ),
         (Outcome::ApplyFailed(message), _) => (
             ConditionUpdate::new(READY, false, "ApplyFailed", message.clone()),
@@ -225,6 +237,29 @@ mod tests {
             condition(&s.conditions, READY).map(|c| c.reason.as_str()),
             Some("ApplyFailed")
         );
+    }
+
+    #[test]
+    fn held_is_not_ready_and_not_progressing_with_its_reason() {
+        let s = component_status(
+            None,
+            Some(2),
+            &Outcome::Held("VolumesFromAnotherObject", "delete the claims".into()),
+            None,
+            "StatefulSet",
+            &now(),
+        );
+        assert!(!s.ready);
+        for kind in [READY, PROGRESSING] {
+            let c = condition(&s.conditions, kind).expect("condition");
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str()),
+                ("False", "VolumesFromAnotherObject"),
+                "{kind}"
+            );
+        }
+        let ready = condition(&s.conditions, READY).expect("Ready condition");
+        assert_eq!(ready.message, "delete the claims");
     }
 
     #[test]

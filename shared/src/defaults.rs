@@ -20,6 +20,10 @@ pub const ETCD_STORAGE_SIZE: &str = "1Gi";
 /// Volume size of each pooler's postgres data.
 pub const POOLER_STORAGE_SIZE: &str = "10Gi";
 
+/// Where every pooler container mounts a filesystem backup repository; the topology's Database
+/// record names the same path.
+pub const BACKUP_PATH: &str = "/backups";
+
 /// Key of the postgres admin password in its Secret.
 pub const PASSWORD_KEY: &str = "password";
 

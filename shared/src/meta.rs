@@ -21,6 +21,10 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_CLUSTER: &str = "multigres.com/cluster";
 /// The Multigres cell an object belongs to.
 pub const LABEL_CELL: &str = "multigres.com/cell";
+/// On a StatefulSet's volume claim template, and so on every claim made from it: the uid of
+/// the component object the StatefulSet was built for. Names are reused after a delete, uids
+/// never, so this tells a claim left behind by an earlier object from one of our own.
+pub const LABEL_OWNER_UID: &str = "multigres.com/owner-uid";
 
 /// Longest name of a StatefulSet whose pods still get valid `controller-revision-hash` labels
 /// (name + '-' + 10-character hash ≤ 63).

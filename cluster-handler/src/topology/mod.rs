@@ -10,13 +10,16 @@ pub mod records;
 
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
-use shared::crd::MultigresCluster;
+use shared::crd::{Cell, MultigresCluster};
 use shared::defaults::GLOBAL_TOPO_ROOT;
 
 use crate::cluster::ClusterChildren;
 use crate::context::Context;
 use etcd::{Etcd, EtcdError};
-use records::{DATABASE, Observed, Records, Write, cell_of_key, cells_prefix, database_key};
+use records::{
+    DATABASE, Observed, Records, Shard, Write, cell_of_key, cells_prefix, database_key,
+    poolers_prefix,
+};
 
 /// Why the topology could not be brought up to date; retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +44,8 @@ impl TopologyError {
 /// Where the topology stands for one reconcile.
 #[derive(Debug, PartialEq)]
 pub enum State {
-    /// Every record is right (after `writes` writes).
-    Registered { writes: usize },
+    /// Every record is right (after `writes` writes); `shard` is what the poolers registered.
+    Registered { writes: usize, shard: Shard },
     /// The cluster's etcd has no ready member yet; its next status change brings the cluster
     /// back. Only cells that already exist are applied meanwhile.
     WaitingForEtcd(String),
@@ -57,7 +60,8 @@ pub fn desired(cluster: &MultigresCluster, children: &ClusterChildren) -> Option
     let root = topo.global_root.as_deref().unwrap_or(GLOBAL_TOPO_ROOT);
     let cells: Vec<String> = children.cells.iter().map(|c| c.spec.name.clone()).collect();
     let policy = cluster.spec.durability_policy.unwrap_or_default();
-    Some(Records::new(address, root, &cells, policy))
+    let backup = records::backup_location(&crate::backup::spec(cluster));
+    Some(Records::new(address, root, &cells, policy, backup))
 }
 
 /// Brings the cluster's topology records up to date, in a `register topology` span.
@@ -94,7 +98,8 @@ pub async fn ensure(
         multigres.topology.writes = tracing::field::Empty,
     );
     let etcd = Etcd::new(http.clone(), &address);
-    let writes = shared::telemetry::spans::run_in(span.clone(), sync(&etcd, &desired)).await?;
+    let (writes, shard) =
+        shared::telemetry::spans::run_in(span.clone(), sync(&etcd, &desired)).await?;
     span.record("multigres.topology.writes", writes.len());
     for write in &writes {
         tracing::info!(
@@ -105,11 +110,13 @@ pub async fn ensure(
     }
     Ok(State::Registered {
         writes: writes.len(),
+        shard,
     })
 }
 
-/// Reads the records, writes what differs; returns the writes made.
-async fn sync(etcd: &Etcd, desired: &Records) -> Result<Vec<Write>, TopologyError> {
+/// Reads the records, writes what differs; returns the writes made and the shard as the
+/// cells' poolers registered it.
+async fn sync(etcd: &Etcd, desired: &Records) -> Result<(Vec<Write>, Shard), TopologyError> {
     let prefix = cells_prefix(&desired.root);
     let mut observed = Observed::default();
     for (key, stored) in etcd.list(&prefix).await? {
@@ -146,5 +153,57 @@ async fn sync(etcd: &Etcd, desired: &Records) -> Result<Vec<Write>, TopologyErro
             });
         }
     }
-    Ok(writes)
+    let mut shard = Shard::default();
+    for cell in desired.cells.keys() {
+        read_poolers(etcd, &desired.root, cell, &mut shard).await?;
+    }
+    Ok((writes, shard))
+}
+
+/// Adds the pooler records of `cell` to `shard`.
+async fn read_poolers(
+    etcd: &Etcd,
+    root: &str,
+    cell: &str,
+    shard: &mut Shard,
+) -> Result<(), TopologyError> {
+    let poolers = etcd.list(&poolers_prefix(root, cell)).await?;
+    shard.add(poolers.iter().map(|(_, stored)| stored.value.as_slice()));
+    Ok(())
+}
+
+/// The shard as the poolers of one cell registered it, in a `read topology` span; `None` when
+/// this handler does not manage the topology.
+pub async fn cell_shard(ctx: &Context, cell: &Cell) -> Result<Option<Shard>, TopologyError> {
+    let Some(http) = &ctx.topology else {
+        return Ok(None);
+    };
+    let topo = &cell.spec.topo;
+    let address = topo
+        .global_server_addresses
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    let root = topo.global_root.as_deref().unwrap_or(GLOBAL_TOPO_ROOT);
+    let span = tracing::info_span!(
+        target: "multigres::topology",
+        "read topology",
+        otel.name = "read topology",
+        multigres.topology.address = %address,
+        multigres.cell = %cell.spec.name,
+    );
+    let etcd = Etcd::new(http.clone(), address);
+    let mut shard = Shard::default();
+    shared::telemetry::spans::run_in(
+        span,
+        read_poolers(
+            &etcd,
+            root.trim_end_matches('/'),
+            &cell.spec.name,
+            &mut shard,
+        ),
+    )
+    .await?;
+    Ok(Some(shard))
 }

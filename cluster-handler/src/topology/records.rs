@@ -8,12 +8,11 @@
 use std::collections::BTreeMap;
 
 use prost::Message;
-use shared::crd::DurabilityPolicy;
+use shared::crd::{BackupSpec, DurabilityPolicy};
+use shared::defaults::BACKUP_PATH;
 
 /// The one database of a cluster; the poolers serve it (`--database=postgres`).
 pub const DATABASE: &str = "postgres";
-/// Where poolers keep backups until the cluster spec can name a backup repository.
-pub const BACKUP_PATH: &str = "/backups";
 
 /// `clustermetadata.Cell`: where the cell's own topology lives.
 #[derive(Clone, PartialEq, Message)]
@@ -39,10 +38,10 @@ pub struct DatabaseRecord {
     pub bootstrap_durability_policy: Option<DurabilityPolicyRecord>,
 }
 
-/// `clustermetadata.BackupLocation` (a oneof of filesystem and S3; only filesystem is written).
+/// `clustermetadata.BackupLocation`: a oneof of filesystem and S3.
 #[derive(Clone, PartialEq, Message)]
 pub struct BackupLocation {
-    #[prost(oneof = "Location", tags = "1")]
+    #[prost(oneof = "Location", tags = "1, 2")]
     pub location: Option<Location>,
 }
 
@@ -50,6 +49,45 @@ pub struct BackupLocation {
 pub enum Location {
     #[prost(message, tag = "1")]
     Filesystem(FilesystemBackup),
+    #[prost(message, tag = "2")]
+    S3(S3Backup),
+}
+
+/// `clustermetadata.S3Backup`.
+#[derive(Clone, PartialEq, Message)]
+pub struct S3Backup {
+    #[prost(string, tag = "1")]
+    pub bucket: String,
+    #[prost(string, tag = "2")]
+    pub region: String,
+    #[prost(string, tag = "3")]
+    pub endpoint: String,
+    #[prost(string, tag = "4")]
+    pub key_prefix: String,
+    /// Whether pgBackRest takes the keys from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`.
+    #[prost(bool, tag = "5")]
+    pub use_env_credentials: bool,
+}
+
+/// Where the spec's repository is, as the Database record says it: the mount path of a
+/// filesystem repository, or the S3 bucket (with the pods' credentials from the environment
+/// when the spec names a Secret).
+pub fn backup_location(backup: &BackupSpec) -> BackupLocation {
+    let location = match &backup.s3 {
+        Some(s3) => Location::S3(S3Backup {
+            bucket: s3.bucket.clone(),
+            region: s3.region.clone(),
+            endpoint: s3.endpoint.clone().unwrap_or_default(),
+            key_prefix: s3.key_prefix.clone().unwrap_or_default(),
+            use_env_credentials: s3.credentials_secret_ref.is_some(),
+        }),
+        None => Location::Filesystem(FilesystemBackup {
+            path: BACKUP_PATH.to_string(),
+        }),
+    };
+    BackupLocation {
+        location: Some(location),
+    }
 }
 
 /// `clustermetadata.FilesystemBackup`.
@@ -103,6 +141,57 @@ pub fn durability(policy: DurabilityPolicy) -> DurabilityPolicyRecord {
     }
 }
 
+/// `clustermetadata.MultiPooler`: the fields the statuses read (a pooler writes its own
+/// record; prost skips the others).
+#[derive(Clone, PartialEq, Message)]
+pub struct PoolerRecord {
+    /// `clustermetadata.PoolerType`: PRIMARY = 1, REPLICA = 2.
+    #[prost(int32, tag = "6")]
+    pub pooler_type: i32,
+    /// `clustermetadata.PoolerServingStatus`: SERVING = 0.
+    #[prost(int32, tag = "7")]
+    pub serving_status: i32,
+    #[prost(string, tag = "8")]
+    pub hostname: String,
+}
+
+const POOLER_TYPE_PRIMARY: i32 = 1;
+const POOLER_TYPE_REPLICA: i32 = 2;
+const SERVING: i32 = 0;
+
+/// Prefix of the pooler records of a cell (`poolers/multipooler-<cell>-<id>/Pooler` under the
+/// cell's root; go/common/topoclient/store.go).
+pub fn poolers_prefix(root: &str, cell: &str) -> String {
+    format!("{}/poolers/", cell_root(root, cell))
+}
+
+/// What the pooler records say about the shard: its primary (the pod, from the hostname the
+/// pooler registered) and how many replicas serve.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Shard {
+    pub primary: Option<String>,
+    pub standbys: i32,
+}
+
+impl Shard {
+    /// Adds the pooler records `values` (unreadable ones are skipped).
+    pub fn add<'a>(&mut self, values: impl IntoIterator<Item = &'a [u8]>) {
+        for pooler in values
+            .into_iter()
+            .filter_map(|v| PoolerRecord::decode(v).ok())
+        {
+            match pooler.pooler_type {
+                POOLER_TYPE_PRIMARY => {
+                    let pod = pooler.hostname.split('.').next().unwrap_or_default();
+                    self.primary = Some(pod.to_string());
+                }
+                POOLER_TYPE_REPLICA if pooler.serving_status == SERVING => self.standbys += 1,
+                _ => {}
+            }
+        }
+    }
+}
+
 /// The records a cluster should have in its global topology.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Records {
@@ -115,7 +204,13 @@ pub struct Records {
 impl Records {
     /// Every cell's record, and the database listing the cells. A cell's own topology is kept
     /// under `<root>/<cell>` in the same etcd, as `multigres createclustermetadata` does.
-    pub fn new(address: &str, root: &str, cells: &[String], policy: DurabilityPolicy) -> Self {
+    pub fn new(
+        address: &str,
+        root: &str,
+        cells: &[String],
+        policy: DurabilityPolicy,
+        backup: BackupLocation,
+    ) -> Self {
         let root = root.trim_end_matches('/').to_string();
         let cells: BTreeMap<String, CellRecord> = cells
             .iter()
@@ -130,11 +225,7 @@ impl Records {
             .collect();
         let database = DatabaseRecord {
             name: DATABASE.to_string(),
-            backup_location: Some(BackupLocation {
-                location: Some(Location::Filesystem(FilesystemBackup {
-                    path: BACKUP_PATH.to_string(),
-                })),
-            }),
+            backup_location: Some(backup),
             cells: cells.keys().cloned().collect(),
             bootstrap_durability_policy: Some(durability(policy)),
         };
@@ -273,7 +364,15 @@ mod tests {
             "/multigres/global",
             &cells,
             DurabilityPolicy::AtLeast2,
+            backup_location(&filesystem()),
         )
+    }
+
+    fn filesystem() -> BackupSpec {
+        BackupSpec {
+            filesystem: Some(Default::default()),
+            s3: None,
+        }
     }
 
     fn stored(value: Vec<u8>, mod_revision: i64) -> Stored {
@@ -345,6 +444,40 @@ mod tests {
     }
 
     #[test]
+    fn an_s3_repository_is_recorded_with_env_credentials_when_a_secret_is_named() {
+        // go/common/backup/config.go: use_env_credentials makes pgBackRest read
+        // AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, which the pods get from the Secret.
+        let spec = BackupSpec {
+            filesystem: None,
+            s3: Some(shared::crd::S3BackupSpec {
+                bucket: "bkt".into(),
+                region: "eu-west-1".into(),
+                endpoint: Some("https://minio:9000".into()),
+                key_prefix: None,
+                credentials_secret_ref: Some(shared::crd::LocalSecretRef { name: "aws".into() }),
+            }),
+        };
+        let Some(Location::S3(s3)) = backup_location(&spec).location else {
+            panic!("an S3 location")
+        };
+        assert_eq!(
+            (
+                s3.bucket.as_str(),
+                s3.endpoint.as_str(),
+                s3.use_env_credentials
+            ),
+            ("bkt", "https://minio:9000", true)
+        );
+        let Some(Location::Filesystem(fs)) = backup_location(&filesystem()).location else {
+            panic!("a filesystem location")
+        };
+        assert_eq!(
+            fs.path, "/backups",
+            "where the pooler containers mount the claim"
+        );
+    }
+
+    #[test]
     fn the_encoding_is_protobufs_wire_format() {
         // Field 1 (name, length-delimited) = "a", field 3 (root) = "/r/a", field 2 = "x:1".
         let cell = CellRecord {
@@ -355,6 +488,39 @@ mod tests {
         assert_eq!(
             cell.encode_to_vec(),
             b"\x0a\x01a\x12\x03x:1\x1a\x04/r/a".to_vec()
+        );
+    }
+
+    #[test]
+    fn the_shard_is_read_from_the_pooler_records() {
+        let pooler = |pooler_type, serving_status, hostname: &str| {
+            PoolerRecord {
+                pooler_type,
+                serving_status,
+                hostname: hostname.into(),
+            }
+            .encode_to_vec()
+        };
+        let records = [
+            pooler(1, 0, "p-0.p.ns.svc.cluster.local"),
+            pooler(2, 0, "p-1.p.ns.svc.cluster.local"),
+            pooler(2, 1, "p-2.p.ns.svc.cluster.local"),
+            pooler(0, 0, "p-3.p.ns.svc.cluster.local"),
+            b"\xff".to_vec(),
+        ];
+        let mut shard = Shard::default();
+        shard.add(records.iter().map(Vec::as_slice));
+        assert_eq!(
+            shard,
+            Shard {
+                primary: Some("p-0".into()),
+                standbys: 1
+            },
+            "a REPLICA that is NOT_SERVING is no standby; UNKNOWN and garbage count for nothing"
+        );
+        assert_eq!(
+            poolers_prefix("/multigres/global", "zone-a"),
+            "/multigres/global/zone-a/poolers/"
         );
     }
 
@@ -416,6 +582,7 @@ mod tests {
                 "/multigres/global",
                 &["a".into()],
                 DurabilityPolicy::MultiCellAtLeast2,
+                backup_location(&filesystem()),
             )
             .database
             .encode_to_vec(),

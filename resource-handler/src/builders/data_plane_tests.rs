@@ -32,9 +32,13 @@ fn deployment_pod(objects: super::DeploymentObjects) -> PodSpec {
         .expect("pod spec")
 }
 
+/// Every container of `pod`: the sidecars (init containers), then the main containers.
+pub(super) fn all_containers(pod: &PodSpec) -> impl Iterator<Item = &Container> {
+    pod.init_containers.iter().flatten().chain(&pod.containers)
+}
+
 fn container<'a>(pod: &'a PodSpec, name: &str) -> &'a Container {
-    pod.containers
-        .iter()
+    all_containers(pod)
         .find(|c| c.name == name)
         .unwrap_or_else(|| panic!("no container {name}"))
 }
@@ -156,7 +160,7 @@ fn both_pooler_containers_run_as_postgres_with_the_volume_in_its_group() {
          (go/cmd/pgctld/command/server.go, go/services/multipooler/manager/manager.go), and \
          pgctld cannot mkdir on a root-owned volume without the fsGroup"
     );
-    for c in &pod.containers {
+    for c in all_containers(&pod) {
         assert_eq!(
             c.security_context.as_ref().and_then(|s| s.run_as_user),
             None,
@@ -233,7 +237,7 @@ fn every_data_plane_pod_is_restricted() {
             ctx.run_as_user.is_some_and(|u| u > 0),
             "{name}: a numeric non-root user"
         );
-        for c in &pod.containers {
+        for c in all_containers(pod) {
             let s = c
                 .security_context
                 .clone()
@@ -314,4 +318,198 @@ fn both_pooler_containers_read_the_password_from_the_mounted_secret() {
         );
         assert_eq!(mount.read_only, Some(true), "{name}");
     }
+}
+
+/// The `(type, database, user, address)` of each rule of the pg_hba.conf template of `pooler`
+/// (`address` empty for `local`), and every rule's method.
+fn pg_hba_rules(pooler: &MultiPooler) -> (Vec<[String; 4]>, Vec<String>) {
+    let objects = super::pooler(pooler, &UNTRACED).expect("pooler builds");
+    let text = objects
+        .config_map
+        .data
+        .as_ref()
+        .and_then(|d| d.get("pg_hba_template.conf"))
+        .cloned()
+        .expect("the template key");
+    let mut rules = Vec::new();
+    let mut methods = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let fields: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        let (rule, method) = match fields.as_slice() {
+            [kind, db, user, method] if kind == "local" => {
+                ([kind, db, user, &String::new()], method)
+            }
+            [kind, db, user, address, method] if kind == "host" => {
+                ([kind, db, user, address], method)
+            }
+            other => panic!("not a local or host rule: {other:?}"),
+        };
+        rules.push(rule.map(String::clone));
+        methods.push(method.clone());
+    }
+    (rules, methods)
+}
+
+/// The addresses `user` may reach `database` from over TCP, loopback left out.
+fn remote_addresses(rules: &[[String; 4]], database: &str, user: &str) -> Vec<String> {
+    rules
+        .iter()
+        .filter(|[kind, db, u, address]| {
+            kind == "host"
+                && db == database
+                && u == user
+                && !["127.0.0.1/32", "::1/128"].contains(&address.as_str())
+        })
+        .map(|[.., address]| address.clone())
+        .collect()
+}
+
+#[test]
+fn the_pg_hba_template_lets_poolers_replicate_as_the_admin_user_only() {
+    let admin = "{{.User}}";
+    let mut pooler: MultiPooler = input("pooler");
+    for (networks, expected) in [
+        (vec![], vec!["0.0.0.0/0", "::/0"]),
+        (
+            vec!["10.0.0.0/8".to_string(), "fd00::/8".to_string()],
+            vec!["10.0.0.0/8", "fd00::/8"],
+        ),
+    ] {
+        pooler.spec.allowed_networks = networks;
+        let (rules, methods) = pg_hba_rules(&pooler);
+        for database in ["replication", "all"] {
+            assert_eq!(
+                remote_addresses(&rules, database, admin),
+                expected,
+                "pgctld's own template allows replication only from 127.0.0.1 and ::1 \
+                 (config/postgres/pg_hba_template.conf), so a standby in another pod could not \
+                 stream or rewind from the primary; pgctld writes the template it is given into \
+                 pg_hba.conf at initdb (go/cmd/pgctld/command/init.go), so the admin user must \
+                 reach {database} from the allowed networks there; rules {rules:?}"
+            );
+        }
+        let others: Vec<&[String; 4]> = rules
+            .iter()
+            .filter(|[kind, _, user, address]| {
+                kind == "host"
+                    && user != admin
+                    && !["127.0.0.1/32", "::1/128"].contains(&address.as_str())
+            })
+            .collect();
+        assert!(
+            others.is_empty(),
+            "only the admin user connects over TCP from outside the pod (applications come \
+             through multipooler on the socket): {others:?}"
+        );
+        assert!(
+            methods.iter().all(|m| m == "scram-sha-256"),
+            "pgctld sets the admin password at initdb (go/cmd/pgctld/command/init.go), so \
+             every rule can ask for it: {methods:?}"
+        );
+    }
+}
+
+#[test]
+fn pgctld_is_a_native_sidecar_reading_the_template() {
+    let pooler: MultiPooler = input("pooler");
+    let objects = super::pooler(&pooler, &UNTRACED).expect("pooler builds");
+    let pod = pooler_pod(&pooler);
+    let sidecars: Vec<&str> = pod
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
+    let main: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        (sidecars, main),
+        (vec!["postgres"], vec!["multipooler"]),
+        "postgres starts before multipooler and stops after it"
+    );
+    let pgctld = container(&pod, "postgres");
+    assert_eq!(
+        pgctld.restart_policy.as_deref(),
+        Some("Always"),
+        "a sidecar, not a one-shot init container"
+    );
+    assert!(
+        pgctld.startup_probe.is_some() && pgctld.liveness_probe.is_some(),
+        "its startup probe holds multipooler back until pgctld is up"
+    );
+    assert!(
+        args(pgctld).contains(&"--pg-hba-template=/etc/pgctld/pg_hba_template.conf".to_string()),
+        "pgctld reads the template it writes at initdb from --pg-hba-template \
+         (go/cmd/pgctld/command/root.go, init.go); args {:?}",
+        args(pgctld)
+    );
+    let mount = pgctld
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == "/etc/pgctld")
+        .expect("the template mount");
+    assert_eq!(mount.read_only, Some(true));
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .expect("the template volume");
+    let config_map = &objects.config_map;
+    assert_eq!(
+        volume.config_map.as_ref().map(|c| c.name.as_str()),
+        config_map.metadata.name.as_deref()
+    );
+    assert_eq!(
+        config_map.metadata.name.as_deref(),
+        Some("shop-zone-a-1b2c3-pooler-pg-hba")
+    );
+    assert!(
+        config_map
+            .data
+            .as_ref()
+            .is_some_and(|d| d.contains_key("pg_hba_template.conf")),
+        "the file the flag names"
+    );
+    assert!(
+        !container(&pod, "multipooler")
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == mount.name),
+        "only pgctld reads the template"
+    );
+}
+
+#[test]
+fn the_disruption_budget_covers_the_pooler_pods_one_at_a_time() {
+    let objects = super::pooler(&input("pooler"), &UNTRACED).expect("pooler builds");
+    let sts = objects.statefulset.spec.as_ref().expect("statefulset spec");
+    let budget = &objects.disruption_budget;
+    let spec = budget.spec.as_ref().expect("budget spec");
+    assert_eq!(
+        spec.max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+    );
+    assert_eq!(spec.selector.as_ref(), Some(&sts.selector));
+    let pod_labels = sts
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.as_ref())
+        .expect("pod labels");
+    let selector = spec
+        .selector
+        .as_ref()
+        .and_then(|s| s.match_labels.as_ref())
+        .expect("match labels");
+    assert!(
+        selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)),
+        "the budget selects the StatefulSet's pods: {selector:?} vs {pod_labels:?}"
+    );
+    assert_eq!(budget.metadata.name, objects.statefulset.metadata.name);
+    assert_eq!(
+        budget.metadata.owner_references,
+        objects.statefulset.metadata.owner_references
+    );
 }

@@ -28,7 +28,13 @@ const ETCD_BINARY: &str = "/usr/local/bin/etcd";
 /// The objects of `etcd`.
 pub fn etcd(etcd: &Etcd) -> Result<EtcdObjects, BuildError> {
     let owner = Owner::new(etcd, ComponentLabel::Etcd, None)?;
-    let EtcdSpec { component, storage } = &etcd.spec;
+    let EtcdSpec {
+        component,
+        storage,
+        volume_retention,
+        // Used by the reconcile before it creates the StatefulSet, not by the objects.
+        adopt_volumes: _,
+    } = &etcd.spec;
     let peer_name = etcd_peer_service(&owner.name);
     let peer_service =
         objects::service(&owner, &peer_name, ServiceKind::Headless, &[CLIENT, PEER])?;
@@ -44,7 +50,14 @@ pub fn etcd(etcd: &Etcd) -> Result<EtcdObjects, BuildError> {
     let container = etcd_container(&shape, &owner, &peer_name);
     let replicas = shape.replicas;
     let template = shape.template(pod::ETCD_USER, vec![container]);
-    let statefulset = objects::statefulset(&owner, replicas, &peer_name, template, claim)?;
+    let statefulset = objects::statefulset(
+        &owner,
+        replicas,
+        &peer_name,
+        template,
+        claim,
+        *volume_retention,
+    )?;
     Ok(EtcdObjects {
         statefulset,
         peer_service,

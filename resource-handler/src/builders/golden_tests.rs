@@ -49,7 +49,8 @@ fn parse<K: DeserializeOwned>(input: &str, case: &str) -> K {
     serde_yaml::from_str(input).unwrap_or_else(|e| panic!("{case}.input.yaml: {e}"))
 }
 
-/// The objects built from `input`, in a fixed order: the workload, then its Services.
+/// The objects built from `input`, in a fixed order: the workload, its Services, then the
+/// pooler's ConfigMap and PodDisruptionBudget.
 fn build(input: &str, case: &str) -> Vec<Value> {
     let head: Value = parse(input, case);
     let kind = head["kind"].as_str().unwrap_or_default();
@@ -79,8 +80,15 @@ fn build(input: &str, case: &str) -> Vec<Value> {
             let PoolerObjects {
                 statefulset,
                 service,
+                config_map,
+                disruption_budget,
             } = o;
-            vec![json(&statefulset), json(&service)]
+            vec![
+                json(&statefulset),
+                json(&service),
+                json(&config_map),
+                json(&disruption_budget),
+            ]
         }),
         other => panic!("{case}.input.yaml: unknown kind {other:?}"),
     };
@@ -268,6 +276,10 @@ fn pooler_with(template: PoolerTemplate) -> MultiPooler {
             topo: topo(),
             password_secret_ref: None,
             observability: None,
+            backup: None,
+            allowed_networks: Vec::new(),
+            volume_retention: None,
+            adopt_volumes: None,
         },
     ))
 }
@@ -368,6 +380,33 @@ fn invalid_storage_size_is_refused() {
 }
 
 #[test]
+fn invalid_network_is_refused() {
+    for network in [
+        "10.0.0.0",
+        "10.0.0.0/33",
+        "fd00::/129",
+        "10.0.0.0/+8",
+        "10.0.0.0/8 trust",
+        "0.0.0.0/0\nhost all all all trust",
+        "all",
+    ] {
+        let mut pooler = pooler_with(PoolerTemplate::default());
+        pooler.spec.allowed_networks = vec!["10.0.0.0/8".to_string(), network.to_string()];
+        let err = super::pooler(&pooler, &UNTRACED).expect_err(network);
+        assert_eq!(
+            err,
+            BuildError::InvalidNetwork {
+                network: network.to_string()
+            }
+        );
+        assert_eq!(err.reason(), "InvalidNetwork");
+    }
+    let mut pooler = pooler_with(PoolerTemplate::default());
+    pooler.spec.allowed_networks = vec!["10.1.2.3/32".to_string(), "fd00::/8".to_string()];
+    assert!(super::pooler(&pooler, &UNTRACED).is_ok());
+}
+
+#[test]
 fn invalid_name_is_refused() {
     for name in ["1topo", "demo.topo"] {
         let err = super::etcd(&etcd_named(name)).expect_err(name);
@@ -456,7 +495,7 @@ fn objects_not_stored_are_refused() {
 
 #[test]
 fn validation_order_is_identity_then_names_then_images_then_storage() {
-    // Everything wrong at once: the first problem in that order is reported.
+    // Everything wrong at once: the first problem in that order is reported (networks last).
     let mut pooler = pooler_with(PoolerTemplate {
         component: ComponentSpec {
             image: Some("Bad/Image".to_string()),
@@ -468,6 +507,7 @@ fn validation_order_is_identity_then_names_then_images_then_storage() {
             storage_class_name: None,
         }),
     });
+    pooler.spec.allowed_networks = vec!["everywhere".to_string()];
     assert_eq!(
         super::pooler(&pooler, &UNTRACED).map_err(|e| e.reason()),
         Err("InvalidImage")

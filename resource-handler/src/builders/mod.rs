@@ -11,15 +11,16 @@
 //! | `Etcd` X | StatefulSet X, headless Service `X-peer`, Service `X-client` |
 //! | `MultiGateway` G | Deployment G, Service G |
 //! | `MultiOrch` O | Deployment O, Service O |
-//! | `MultiPooler` P | StatefulSet P (multipooler + postgres), headless Service P |
+//! | `MultiPooler` P | StatefulSet P (multipooler + postgres sidecar), headless Service P, ConfigMap `P-pg-hba`, PodDisruptionBudget P |
 //!
 //! Fields Kubernetes will not let us change on an existing object: a StatefulSet's `selector`,
 //! `serviceName`, `podManagementPolicy` and `volumeClaimTemplates`, and a Deployment's
-//! `selector`. The builders derive them only from the object's name and `spec.storage` (which
-//! the CRD makes immutable), so they never change for an existing object.
+//! `selector`. The builders derive them only from the object's name, its uid and `spec.storage`
+//! (which the CRD makes immutable), so they never change for an existing object.
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use shared::crd::{ObservabilitySpec, TracingMode};
 
 mod etcd;
@@ -27,6 +28,7 @@ mod gateway;
 mod objects;
 mod orch;
 mod otel;
+mod pg_hba;
 mod pod;
 mod pooler;
 mod stateless;
@@ -38,6 +40,8 @@ mod data_plane_tests;
 mod golden_tests;
 #[cfg(test)]
 mod otel_tests;
+#[cfg(test)]
+mod volume_tests;
 
 pub use etcd::etcd;
 pub use gateway::gateway;
@@ -95,6 +99,13 @@ pub enum BuildError {
     )]
     InvalidName { kind: String, name: String },
 
+    /// An entry of `spec.allowedNetworks` that is not a CIDR.
+    #[error(
+        "spec.allowedNetworks entry \"{network}\" is not a network in CIDR notation, such as \
+         10.0.0.0/8 or fd00::/8"
+    )]
+    InvalidNetwork { network: String },
+
     /// A derived name is longer than Kubernetes allows.
     #[error(
         "{object} would have a name of {len} characters, more than the {max} allowed; shorten \
@@ -134,6 +145,7 @@ impl BuildError {
         match self {
             Self::InvalidImage { .. } => "InvalidImage",
             Self::InvalidStorageSize { .. } => "InvalidStorageSize",
+            Self::InvalidNetwork { .. } => "InvalidNetwork",
             Self::InvalidName { .. } => "InvalidName",
             Self::NameTooLong { .. } => "NameTooLong",
             Self::CellNameTooLong { .. } => "CellNameTooLong",
@@ -165,4 +177,8 @@ pub struct PoolerObjects {
     pub statefulset: StatefulSet,
     /// Headless; the StatefulSet's governing Service.
     pub service: Service,
+    /// pgctld's pg_hba.conf template.
+    pub config_map: ConfigMap,
+    /// One pod of the StatefulSet down at a time.
+    pub disruption_budget: PodDisruptionBudget,
 }

@@ -1,21 +1,25 @@
-//! The objects around the pods: metadata and ownership, Services, StatefulSets, Deployments and
-//! volume claim templates.
+//! The objects around the pods: metadata and ownership, Services, StatefulSets, Deployments,
+//! volume claim templates, ConfigMaps and PodDisruptionBudgets.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
-use k8s_openapi::api::core::v1::{
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodTemplateSpec, Service, ServicePort,
-    ServiceSpec, VolumeResourceRequirements,
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy,
+    StatefulSetSpec,
 };
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodTemplateSpec, Service,
+    ServicePort, ServiceSpec, VolumeResourceRequirements,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
-use shared::crd::StorageSpec;
+use shared::crd::{StorageSpec, VolumeRetention};
 use shared::meta::{
-    ComponentLabel, LABEL_CELL, LABEL_CLUSTER, MAX_DNS_LABEL, MAX_STATEFULSET_NAME,
-    RESOURCE_HANDLER_MANAGER, controller_owner_ref, merge_user_map, selector_labels,
-    standard_labels,
+    ComponentLabel, LABEL_CELL, LABEL_CLUSTER, LABEL_OWNER_UID, MAX_DNS_LABEL,
+    MAX_STATEFULSET_NAME, RESOURCE_HANDLER_MANAGER, controller_owner_ref, merge_user_map,
+    selector_labels, standard_labels,
 };
 
 use super::BuildError;
@@ -121,6 +125,15 @@ impl Owner {
     pub fn selector(&self) -> BTreeMap<String, String> {
         self.selector.clone()
     }
+
+    /// Labels of the volume claim templates: the selector labels and the owner's uid, neither
+    /// of which ever changes for an object (claim templates are immutable). The uid tells the
+    /// claims of this object from those an earlier object of the same name left behind.
+    pub fn claim_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.selector.clone();
+        labels.insert(LABEL_OWNER_UID.to_string(), self.reference.uid.clone());
+        labels
+    }
 }
 
 /// How a Service addresses its pods.
@@ -188,8 +201,7 @@ pub(super) fn data_claim(
     Ok(PersistentVolumeClaim {
         metadata: ObjectMeta {
             name: Some(DATA_VOLUME.to_string()),
-            // Selector labels only: they never change, and claim templates are immutable.
-            labels: Some(owner.selector()),
+            labels: Some(owner.claim_labels()),
             ..ObjectMeta::default()
         },
         spec: Some(PersistentVolumeClaimSpec {
@@ -206,14 +218,15 @@ pub(super) fn data_claim(
 }
 
 /// A StatefulSet named like the owner, governed by Service `service_name`, with one `data`
-/// claim per pod. Pods start and stop in parallel: members find each other through the
-/// headless Service, not through start order.
+/// claim per pod, deleted with the StatefulSet or not as `retention` says. Pods start and stop
+/// in parallel: members find each other through the headless Service, not through start order.
 pub(super) fn statefulset(
     owner: &Owner,
     replicas: i32,
     service_name: &str,
     template: PodTemplateSpec,
     claim: PersistentVolumeClaim,
+    retention: Option<VolumeRetention>,
 ) -> Result<StatefulSet, BuildError> {
     owner.check_statefulset_name()?;
     Ok(StatefulSet {
@@ -225,10 +238,22 @@ pub(super) fn statefulset(
             pod_management_policy: Some("Parallel".to_string()),
             template,
             volume_claim_templates: Some(vec![claim]),
+            persistent_volume_claim_retention_policy: Some(retention_policy(retention)),
             ..StatefulSetSpec::default()
         }),
         status: None,
     })
+}
+
+/// The claims go with the StatefulSet as `retention` says (`Delete` when unset), but never
+/// on scale-down: scaling back up then finds the data of the pods it removed.
+fn retention_policy(
+    retention: Option<VolumeRetention>,
+) -> StatefulSetPersistentVolumeClaimRetentionPolicy {
+    StatefulSetPersistentVolumeClaimRetentionPolicy {
+        when_deleted: Some(retention.unwrap_or_default().as_str().to_string()),
+        when_scaled: Some(VolumeRetention::Retain.as_str().to_string()),
+    }
 }
 
 /// A Deployment named like the owner.
@@ -244,6 +269,33 @@ pub(super) fn deployment(
             selector: owner.label_selector(),
             template,
             ..DeploymentSpec::default()
+        }),
+        status: None,
+    })
+}
+
+/// A ConfigMap named `name` holding `data`, owned and labelled like the owner's other objects.
+pub(super) fn config_map(
+    owner: &Owner,
+    name: &str,
+    data: BTreeMap<String, String>,
+) -> Result<ConfigMap, BuildError> {
+    Ok(ConfigMap {
+        metadata: owner.child_meta("ConfigMap", name)?,
+        data: Some(data),
+        ..ConfigMap::default()
+    })
+}
+
+/// A PodDisruptionBudget named like the owner over its workload's pods: a voluntary disruption
+/// (a node drain) evicts one pod at a time, so the other replicas keep serving meanwhile.
+pub(super) fn disruption_budget(owner: &Owner) -> Result<PodDisruptionBudget, BuildError> {
+    Ok(PodDisruptionBudget {
+        metadata: owner.child_meta("PodDisruptionBudget", &owner.name)?,
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(owner.label_selector()),
+            ..PodDisruptionBudgetSpec::default()
         }),
         status: None,
     })

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Container, PodSpec};
 use shared::crd::{Etcd, MultiGateway, MultiOrch, MultiPooler, ObservabilitySpec, TracingMode};
 use shared::telemetry::TelemetryConfig;
 
-use super::data_plane_tests::input;
+use super::data_plane_tests::{all_containers, input};
 use super::{BuildContext, DataPlaneTracing};
 use crate::component::{Component, Workload};
 
@@ -66,7 +66,7 @@ fn pods(
 fn container<'a>(pods: &'a [(&str, PodSpec)], pod: &str, name: &str) -> &'a Container {
     pods.iter()
         .find(|(p, _)| *p == pod)
-        .and_then(|(_, spec)| spec.containers.iter().find(|c| c.name == name))
+        .and_then(|(_, spec)| all_containers(spec).find(|c| c.name == name))
         .unwrap_or_else(|| panic!("no container {pod}/{name}"))
 }
 
@@ -184,7 +184,7 @@ fn no_otel_env_when_the_handler_exports_no_traces() {
     for ctx in quiet {
         assert_eq!(ctx.tracing, None);
         for (pod, spec) in pods(&ctx, None) {
-            for c in &spec.containers {
+            for c in all_containers(&spec) {
                 let env = env(c);
                 assert!(
                     !env.iter()
@@ -203,7 +203,7 @@ fn no_otel_env_when_the_cluster_disables_tracing() {
         tracing: Some(TracingMode::Disabled),
     };
     for (pod, spec) in pods(&exporting(), Some(disabled)) {
-        for c in &spec.containers {
+        for c in all_containers(&spec) {
             assert_eq!(otel_env(c), Vec::<String>::new(), "{pod}/{}", c.name);
         }
     }

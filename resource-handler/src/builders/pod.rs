@@ -130,13 +130,30 @@ impl PodShape {
     /// The pod template with `containers`, whose processes run as `run_as` under the restricted
     /// Pod Security Standard: never root, no privilege escalation, no capabilities, the
     /// runtime's seccomp profile.
-    pub fn template(self, run_as: RunAs, mut containers: Vec<Container>) -> PodTemplateSpec {
-        for container in &mut containers {
+    pub fn template(self, run_as: RunAs, containers: Vec<Container>) -> PodTemplateSpec {
+        self.template_with_sidecars(run_as, Vec::new(), containers)
+    }
+
+    /// [`PodShape::template`] with `sidecars` as native sidecars: init containers that keep
+    /// running (`restartPolicy: Always`). The kubelet starts them first, in order, starts the
+    /// main containers only once each sidecar passed its startup probe, and stops the sidecars
+    /// only after the main containers have exited.
+    pub fn template_with_sidecars(
+        self,
+        run_as: RunAs,
+        mut sidecars: Vec<Container>,
+        mut containers: Vec<Container>,
+    ) -> PodTemplateSpec {
+        for sidecar in &mut sidecars {
+            sidecar.restart_policy = Some("Always".to_string());
+        }
+        for container in sidecars.iter_mut().chain(&mut containers) {
             container.security_context = Some(restricted());
         }
         PodTemplateSpec {
             metadata: Some(self.metadata),
             spec: Some(PodSpec {
+                init_containers: (!sidecars.is_empty()).then_some(sidecars),
                 containers,
                 security_context: Some(PodSecurityContext {
                     run_as_user: Some(run_as.user),
@@ -334,7 +351,7 @@ mod tests {
             "topo",
             EtcdSpec {
                 component: spec,
-                storage: None,
+                ..EtcdSpec::default()
             },
         );
         etcd.metadata.namespace = Some("demo".to_string());

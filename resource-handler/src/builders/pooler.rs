@@ -1,23 +1,33 @@
-//! MultiPooler P → StatefulSet P and headless Service P.
+//! MultiPooler P → StatefulSet P, headless Service P, ConfigMap `P-pg-hba` (pgctld's
+//! pg_hba.conf template, see [`super::pg_hba`]) and PodDisruptionBudget P.
 //!
 //! Each pod runs two containers sharing the `data` volume at `/var/lib/pooler`:
 //! - `multipooler` (HTTP 15200, gRPC 15270), the connection pooler, which drives
 //! - `postgres`: pgctld (HTTP 15400, gRPC 15470 on localhost) managing PostgreSQL (5432),
-//!   whose data directory is `/var/lib/pooler/pg_data`.
+//!   whose data directory is `/var/lib/pooler/pg_data`. It is a native sidecar (an init
+//!   container with `restartPolicy: Always`): postgres is up before multipooler starts, since
+//!   its startup probe gates the main container, and stops only after multipooler has exited,
+//!   so multipooler never runs without its database.
+//!
+//! The PodDisruptionBudget lets a drain evict one pooler pod at a time. Upgrades roll the same
+//! way: the StatefulSet's default RollingUpdate replaces one pod at a time, highest ordinal
+//! first; when the pod replaced is the primary, Multigres' orchestrator elects another.
 //!
 //! `spec.resources` sizes the `postgres` container: that is where the memory and CPU of a
 //! database go, and applying them to both containers would double the pod's request. The
 //! pooler itself is light and runs without requests or limits.
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, KeyToPath, SecretVolumeSource, Volume, VolumeMount,
+    Container, EnvVar, EnvVarSource, KeyToPath, PersistentVolumeClaimVolumeSource,
+    SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
 };
-use shared::crd::{MultiPooler, MultiPoolerSpec, PoolerTemplate, SecretKeyRef};
-use shared::defaults::{Component, PGCTLD_IMAGE, POOLER_STORAGE_SIZE};
+use shared::crd::{MultiPooler, MultiPoolerSpec, PoolerBackup, PoolerTemplate, SecretKeyRef};
+use shared::defaults::{BACKUP_PATH, Component, PGCTLD_IMAGE, POOLER_STORAGE_SIZE};
 use shared::meta::ComponentLabel;
 
 use super::objects::{self, Owner, Port, ServiceKind};
 use super::otel::Origin;
+use super::pg_hba;
 use super::pod::{self, PodShape, Timing};
 use super::validate;
 use super::{BuildContext, BuildError, PoolerObjects};
@@ -88,6 +98,11 @@ pub fn pooler(pooler: &MultiPooler, ctx: &BuildContext) -> Result<PoolerObjects,
         topo,
         password_secret_ref,
         observability,
+        backup,
+        allowed_networks,
+        volume_retention,
+        // Used by the reconcile before it creates the StatefulSet, not by the objects.
+        adopt_volumes: _,
     } = &pooler.spec;
     let owner = Owner::new(pooler, ComponentLabel::Pooler, Some(cell))?;
     if cell.len() > MAX_CELL_LEN {
@@ -108,6 +123,8 @@ pub fn pooler(pooler: &MultiPooler, ctx: &BuildContext) -> Result<PoolerObjects,
     let postgres_image = postgres_image.as_deref().unwrap_or(PGCTLD_IMAGE);
     validate::image("spec.postgresImage", postgres_image)?;
     let claim = objects::data_claim(&owner, storage.as_ref(), POOLER_STORAGE_SIZE)?;
+    let config_map = pg_hba::config_map(&owner, allowed_networks)?;
+    let disruption_budget = objects::disruption_budget(&owner)?;
 
     let mut multipooler = shape.container("multipooler", &shape.image);
     multipooler.command = Some(vec!["multipooler".to_string()]);
@@ -127,20 +144,20 @@ pub fn pooler(pooler: &MultiPooler, ctx: &BuildContext) -> Result<PoolerObjects,
     ]);
     args.extend(SHARD_FLAGS.iter().map(|f| f.to_string()));
     multipooler.args = Some(args);
-    let password = password_secret_ref.as_ref().map(Password::new);
+    let shared = Shared::new(password_secret_ref.as_ref(), backup.as_ref());
     let mut env = vec![
         pod::env("PGDATA", PGDATA),
         pod::field_env(POD_INDEX_ENV, POD_INDEX_FIELD),
     ];
-    env.extend(password.iter().flat_map(Password::env));
+    env.extend(shared.env.iter().cloned());
     multipooler.env = Some(env);
     multipooler.ports = Some(pod::container_ports(&[HTTP, GRPC]));
     let mut mounts = vec![pod::data_mount(POOLER_DIR)];
-    mounts.extend(password.iter().map(Password::mount));
+    mounts.extend(shared.mounts.iter().cloned());
     multipooler.volume_mounts = Some(mounts);
     pod::multigres_probes(&mut multipooler, &HTTP);
 
-    let mut postgres = postgres_container(&shape, postgres_image, password.as_ref());
+    let mut postgres = postgres_container(&shape, postgres_image, &shared);
     if let Some(tracing) = ctx.tracing(observability.as_ref()) {
         let origin = Origin {
             namespace: &owner.namespace,
@@ -151,15 +168,88 @@ pub fn pooler(pooler: &MultiPooler, ctx: &BuildContext) -> Result<PoolerObjects,
         tracing.add_env(&mut postgres, "pgctld", &origin);
     }
     let replicas = shape.replicas;
-    let mut template = shape.template(pod::POSTGRES_USER, vec![multipooler, postgres]);
-    if let (Some(password), Some(spec)) = (&password, template.spec.as_mut()) {
-        spec.volumes = Some(vec![password.volume()]);
+    let mut template =
+        shape.template_with_sidecars(pod::POSTGRES_USER, vec![postgres], vec![multipooler]);
+    if let Some(spec) = template.spec.as_mut() {
+        let mut volumes = shared.volumes;
+        volumes.push(pg_hba::volume(&pg_hba::name(&owner.name)));
+        spec.volumes = Some(volumes);
     }
-    let statefulset = objects::statefulset(&owner, replicas, &owner.name, template, claim)?;
+    let statefulset = objects::statefulset(
+        &owner,
+        replicas,
+        &owner.name,
+        template,
+        claim,
+        *volume_retention,
+    )?;
     Ok(PoolerObjects {
         statefulset,
         service,
+        config_map,
+        disruption_budget,
     })
+}
+
+/// What both containers get besides the data volume: the password file and the backup
+/// repository. multipooler takes backups and restores with pgBackRest itself, and postgres
+/// (under pgctld) archives WAL to the same repository, so both see it at the same path.
+struct Shared {
+    env: Vec<EnvVar>,
+    mounts: Vec<VolumeMount>,
+    volumes: Vec<Volume>,
+}
+
+const BACKUP_VOLUME: &str = "backups";
+
+impl Shared {
+    fn new(password: Option<&SecretKeyRef>, backup: Option<&PoolerBackup>) -> Self {
+        let mut shared = Shared {
+            env: Vec::new(),
+            mounts: Vec::new(),
+            volumes: Vec::new(),
+        };
+        if let Some(password) = password.map(Password::new) {
+            shared.env.extend(password.env());
+            shared.mounts.push(password.mount());
+            shared.volumes.push(password.volume());
+        }
+        let backup = backup.cloned().unwrap_or_default();
+        if let Some(claim) = backup.claim_name {
+            shared.mounts.push(VolumeMount {
+                name: BACKUP_VOLUME.to_string(),
+                mount_path: BACKUP_PATH.to_string(),
+                ..VolumeMount::default()
+            });
+            shared.volumes.push(Volume {
+                name: BACKUP_VOLUME.to_string(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim,
+                    read_only: None,
+                }),
+                ..Volume::default()
+            });
+        }
+        // pgBackRest reads S3 keys from these when the Database record says
+        // use_env_credentials (go/common/backup/config.go).
+        if let Some(secret) = backup.s3_credentials_secret_ref {
+            for key in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+                shared.env.push(EnvVar {
+                    name: key.to_string(),
+                    value_from: Some(EnvVarSource {
+                        secret_key_ref: Some(SecretKeySelector {
+                            name: secret.name.clone(),
+                            key: key.to_string(),
+                            optional: None,
+                        }),
+                        ..EnvVarSource::default()
+                    }),
+                    ..EnvVar::default()
+                });
+            }
+        }
+        shared
+    }
 }
 
 /// The postgres admin password, a Secret key mounted as a file in both containers: multipooler
@@ -218,7 +308,7 @@ impl<'a> Password<'a> {
     }
 }
 
-fn postgres_container(shape: &PodShape, image: &str, password: Option<&Password>) -> Container {
+fn postgres_container(shape: &PodShape, image: &str, shared: &Shared) -> Container {
     let mut postgres = shape.container("postgres", image);
     postgres.command = Some(vec![PGCTLD_BINARY.to_string()]);
     postgres.args = Some(vec![
@@ -228,13 +318,15 @@ fn postgres_container(shape: &PodShape, image: &str, password: Option<&Password>
         "--pg-listen-addresses=*".to_string(),
         format!("--http-port={}", PGCTLD_HTTP.number),
         format!("--grpc-port={}", PGCTLD_GRPC.number),
+        pg_hba::flag(),
     ]);
     let mut env = vec![pod::env("PGDATA", PGDATA)];
-    env.extend(password.iter().flat_map(|p| p.env()));
+    env.extend(shared.env.iter().cloned());
     postgres.env = Some(env);
     postgres.ports = Some(pod::container_ports(&[POSTGRES, PGCTLD_HTTP, PGCTLD_GRPC]));
     let mut mounts = vec![pod::data_mount(POOLER_DIR)];
-    mounts.extend(password.map(Password::mount));
+    mounts.extend(shared.mounts.iter().cloned());
+    mounts.push(pg_hba::mount());
     postgres.volume_mounts = Some(mounts);
     postgres.resources = shape.resources();
     // pgctld's /live answers while it runs. The first start runs initdb, hence five minutes

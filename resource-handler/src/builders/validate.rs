@@ -19,6 +19,30 @@ pub(super) fn image(field: &'static str, image: &str) -> Result<(), BuildError> 
     })
 }
 
+/// Checks `network` (an entry of `spec.allowedNetworks`) is an address with a prefix length,
+/// such as `10.0.0.0/8`. The CRD checks the same with CEL; this guards what goes into
+/// pg_hba.conf when an object got past an older schema, since anything else on that line would
+/// be read as more pg_hba.conf.
+pub(super) fn network(network: &str) -> Result<(), BuildError> {
+    let valid = network.split_once('/').is_some_and(|(address, prefix)| {
+        let max = match address.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(_)) => 32,
+            Ok(std::net::IpAddr::V6(_)) => 128,
+            Err(_) => return false,
+        };
+        prefix.len() <= 3
+            && prefix.bytes().all(|b| b.is_ascii_digit())
+            && prefix.parse::<u8>().is_ok_and(|p| p <= max)
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(BuildError::InvalidNetwork {
+            network: network.to_string(),
+        })
+    }
+}
+
 /// Checks `size` is a positive Kubernetes quantity and returns it as one.
 pub(super) fn storage_size(size: &str) -> Result<Quantity, BuildError> {
     match quantity::parse(size) {

@@ -6,8 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    ComponentSpec, ComponentStatus, ObservabilitySpec, Phase, PoolerTemplate, ReadyCount,
-    SecretKeyRef, TopoSpec,
+    ComponentSpec, ComponentStatus, ObservabilitySpec, Phase, PoolerBackup, PoolerTemplate,
+    ReadyCount, SecretKeyRef, ShardStatus, TopoSpec, VolumeRetention,
 };
 
 /// A Multigres cell: the cluster-handler creates one per entry of a cluster's `spec.cells`.
@@ -69,6 +69,25 @@ pub struct CellSpec {
     /// The cluster's observability settings, for the cell's components.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observability: Option<ObservabilitySpec>,
+
+    /// The cluster's backup repository as the cell's poolers mount it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<PoolerBackup>,
+
+    /// The cluster's `spec.postgres.allowedNetworks`, for the cell's poolers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::schema::cidr_list")]
+    pub allowed_networks: Vec<String>,
+
+    /// The cluster's `spec.volumeRetention`, for the cell's poolers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // The enum's own description would replace this one in the CRD.
+    #[schemars(schema_with = "super::schema::undocumented::<Option<VolumeRetention>>")]
+    pub volume_retention: Option<VolumeRetention>,
+
+    /// The cluster's `spec.adoptVolumes`, for the cell's poolers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt_volumes: Option<bool>,
 }
 
 /// Status of a cell: its own conditions plus ready counts of its three components.
@@ -93,4 +112,8 @@ pub struct CellStatus {
     /// Pooler pods wanted and ready.
     #[serde(default)]
     pub pooler: ReadyCount,
+
+    /// The primary and standbys among this cell's poolers, from the Multigres topology.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardStatus>,
 }

@@ -6,8 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    ComponentSpec, ComponentStatus, ObservabilitySpec, Phase, PoolerTemplate, PostgresSpec,
-    ReadyCount,
+    BackupSpec, ComponentSpec, ComponentStatus, ObservabilitySpec, Phase, PoolerTemplate,
+    PostgresSpec, ReadyCount, ShardStatus, VolumeRetention,
 };
 use super::components::EtcdSpec;
 
@@ -27,6 +27,11 @@ use super::components::EtcdSpec;
     doc = "A Multigres cluster: horizontally scalable PostgreSQL.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Ready", type_ = "boolean", json_path = ".status.ready"),
+    printcolumn(
+        name = "Primary",
+        type_ = "string",
+        json_path = ".status.shard.primary"
+    ),
     printcolumn(
         name = "Cells",
         type_ = "integer",
@@ -80,6 +85,29 @@ pub struct MultigresClusterSpec {
     /// the shard; `MULTI_CELL_AT_LEAST_2` needs poolers in two cells.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub durability_policy: Option<DurabilityPolicy>,
+
+    /// Where the shard's backups go; a filesystem repository on a `ReadWriteMany` claim the
+    /// cluster-handler creates (`<cluster>-backups`, 10Gi) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
+
+    /// What happens to the data volumes of etcd and the poolers when the cluster is deleted:
+    /// `Delete` (the default) deletes them with it; `Retain` keeps them, and a new cluster of
+    /// the same name then waits (Ready=False, `VolumesFromAnotherObject`) until they are deleted
+    /// or it sets `adoptVolumes`. Scaling down always keeps the volumes of the removed pods.
+    /// The backup claim the cluster-handler generates (`<cluster>-backups`) belongs to the
+    /// cluster and is deleted with it whatever this says; for backups that outlive the cluster,
+    /// name a claim of your own in `backup.filesystem.claimName` (or use S3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // The enum's own description would replace this one in the CRD.
+    #[schemars(schema_with = "super::schema::undocumented::<Option<VolumeRetention>>")]
+    pub volume_retention: Option<VolumeRetention>,
+
+    /// Start from data volumes that an earlier object of the same name left behind (see
+    /// `volumeRetention`) instead of refusing them. Without it, such volumes hold the cluster
+    /// until they are deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt_volumes: Option<bool>,
 
     /// The cells of the cluster; one cell named `default` when empty. Names are unique.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -154,4 +182,9 @@ pub struct ClusterStatus {
     /// Pooler pods wanted and ready, over all cells.
     #[serde(default)]
     pub pooler: ReadyCount,
+
+    /// The shard's primary and standbys, from the Multigres topology (unset when the
+    /// cluster-handler does not manage the topology).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardStatus>,
 }

@@ -182,6 +182,31 @@ pub struct StorageSpec {
     pub storage_class_name: Option<String>,
 }
 
+/// What happens to the data volumes (the claims `data-<StatefulSet>-<n>`) of a stateful
+/// component when its StatefulSet is deleted, which garbage collection does when the component
+/// (or its cluster) is deleted. Scaling down always keeps the volumes of the removed pods, so
+/// scaling back up finds their data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum VolumeRetention {
+    /// The volumes are deleted with the StatefulSet: a new object of the same name starts
+    /// empty.
+    #[default]
+    Delete,
+    /// The volumes stay. A new object of the same name refuses them until they are deleted
+    /// or it sets `adoptVolumes: true`.
+    Retain,
+}
+
+impl VolumeRetention {
+    /// The value of a StatefulSet's `persistentVolumeClaimRetentionPolicy.whenDeleted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delete => "Delete",
+            Self::Retain => "Retain",
+        }
+    }
+}
+
 /// Where a component finds the global topology server (the cluster's etcd).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -230,6 +255,115 @@ pub struct PostgresSpec {
     /// owned by the cluster. Every pooler of the cluster uses this password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
+
+    /// Networks (CIDRs, at most 16) the poolers' PostgreSQL accepts TCP connections from: the
+    /// other poolers' streaming replication and rewind, as the admin user with
+    /// `scram-sha-256`; every other user connects only through the local socket. Empty means
+    /// `0.0.0.0/0` and `::/0` (still the admin user only). Written into `pg_hba.conf` when a
+    /// pooler initialises its database: changing the list later does not change a database
+    /// that is already initialised.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::schema::cidr_list")]
+    pub allowed_networks: Vec<String>,
+}
+
+/// Where a cluster keeps its backups. Every pooler of the shard writes to and restores from the
+/// same repository: a new pooler starts from the first pooler's backup. Exactly one of
+/// `filesystem` and `s3`; a filesystem repository on a claim the cluster-handler creates when
+/// unset.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.filesystem) != has(self.s3)",
+    "message": "backup needs exactly one of filesystem or s3"
+}]))]
+pub struct BackupSpec {
+    /// A volume every pooler pod mounts at `/backups`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<FilesystemBackupSpec>,
+
+    /// An S3 bucket (or an S3-compatible endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3BackupSpec>,
+}
+
+/// A filesystem backup repository on a PersistentVolumeClaim shared by every pooler pod, so it
+/// must be `ReadWriteMany` wherever poolers run on more than one node.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!(has(self.claimName) && has(self.storage))",
+    "message": "storage describes the claim the operator creates; it cannot be set with claimName"
+}]))]
+pub struct FilesystemBackupSpec {
+    /// An existing claim in the cluster's namespace. When unset, the cluster-handler creates
+    /// `<cluster>-backups` (`ReadWriteMany`, owned by the cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub claim_name: Option<String>,
+
+    /// Size (default `10Gi`) and storage class of the claim the cluster-handler creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+}
+
+/// An S3 backup repository.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3BackupSpec {
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+
+    #[schemars(length(min = 1, max = 64))]
+    pub region: String,
+
+    /// A custom endpoint (S3-compatible storage), e.g. `https://minio.example.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub endpoint: Option<String>,
+
+    /// Prefix of every key the cluster writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub key_prefix: Option<String>,
+
+    /// A Secret with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, given to both pooler
+    /// containers. When unset, the pods' own identity (web identity or instance role) is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<LocalSecretRef>,
+}
+
+/// A Secret in the object's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalSecretRef {
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+}
+
+/// What a pooler pod needs of the backup repository, resolved by the cluster-handler: the claim
+/// to mount at `/backups`, or the Secret with S3 credentials. The rest (bucket, path) is in the
+/// topology's Database record, where Multigres reads it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolerBackup {
+    /// The claim holding the filesystem repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub claim_name: Option<String>,
+
+    /// The Secret with S3 credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_credentials_secret_ref: Option<LocalSecretRef>,
 }
 
 /// Observability of a cluster's data plane.
@@ -292,6 +426,19 @@ impl PoolerTemplate {
             storage: self.storage.clone().or_else(|| base.storage.clone()),
         }
     }
+}
+
+/// The shard as its poolers registered it in the Multigres topology.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardStatus {
+    /// The pod of the pooler that is primary; unset while there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+
+    /// Replicas that serve (streaming standbys).
+    #[serde(default)]
+    pub standbys: i32,
 }
 
 /// Status of one component: what its workload reports, and which trace last acted on it.

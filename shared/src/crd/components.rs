@@ -5,8 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    ComponentSpec, ComponentStatus, ObservabilitySpec, PoolerTemplate, SecretKeyRef, StorageSpec,
-    TopoSpec,
+    ComponentSpec, ComponentStatus, ObservabilitySpec, PoolerBackup, PoolerTemplate, SecretKeyRef,
+    StorageSpec, TopoSpec, VolumeRetention,
 };
 
 /// CEL transition rule: the effective replica count (unset means the default, 3) never changes.
@@ -62,6 +62,20 @@ pub struct EtcdSpec {
     /// The data volume of each member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageSpec>,
+
+    /// Whether the members' volumes are deleted with the StatefulSet (`Delete`, the default)
+    /// or kept (`Retain`). In a MultigresCluster's `spec.etcd` it refines the cluster's
+    /// `spec.volumeRetention`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // The enum's own description would replace this one in the CRD.
+    #[schemars(schema_with = "super::schema::undocumented::<Option<VolumeRetention>>")]
+    pub volume_retention: Option<VolumeRetention>,
+
+    /// Start from volumes an earlier object of the same name left behind instead of refusing
+    /// them (Ready=False, `VolumesFromAnotherObject`). In a MultigresCluster's `spec.etcd` it
+    /// refines the cluster's `spec.adoptVolumes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt_volumes: Option<bool>,
 }
 
 /// MultiGateway: the PostgreSQL-protocol entry point of a cell, run as a Deployment and Service.
@@ -231,4 +245,29 @@ pub struct MultiPoolerSpec {
     /// pods. Set by the Cell from its cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observability: Option<ObservabilitySpec>,
+
+    /// The backup repository: a claim both containers mount at `/backups`, or the Secret with
+    /// S3 credentials. Set by the Cell from its cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<PoolerBackup>,
+
+    /// Networks (CIDRs) postgres accepts the admin user's TCP connections from (replication
+    /// between poolers); `0.0.0.0/0` and `::/0` when empty. Applied when a pod initialises its
+    /// database, so a change later does not reach an initialised one. Set by the Cell from its
+    /// cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::schema::cidr_list")]
+    pub allowed_networks: Vec<String>,
+
+    /// Whether the pods' volumes are deleted with the StatefulSet (`Delete`, the default) or
+    /// kept (`Retain`). Set by the Cell from its cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // The enum's own description would replace this one in the CRD.
+    #[schemars(schema_with = "super::schema::undocumented::<Option<VolumeRetention>>")]
+    pub volume_retention: Option<VolumeRetention>,
+
+    /// Start from volumes an earlier object of the same name left behind instead of refusing
+    /// them (Ready=False, `VolumesFromAnotherObject`). Set by the Cell from its cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt_volumes: Option<bool>,
 }

@@ -20,8 +20,10 @@ pub use cluster::{
     CellTemplate, ClusterStatus, DurabilityPolicy, MultigresCluster, MultigresClusterSpec,
 };
 pub use common::{
-    ComponentSpec, ComponentStatus, ImagePullPolicy, ObservabilitySpec, Phase, PoolerTemplate,
-    PostgresSpec, ReadyCount, SecretKeyRef, StorageSpec, TopoSpec, TracingMode,
+    BackupSpec, ComponentSpec, ComponentStatus, FilesystemBackupSpec, ImagePullPolicy,
+    LocalSecretRef, ObservabilitySpec, Phase, PoolerBackup, PoolerTemplate, PostgresSpec,
+    ReadyCount, S3BackupSpec, SecretKeyRef, ShardStatus, StorageSpec, TopoSpec, TracingMode,
+    VolumeRetention,
 };
 pub use components::{
     ETCD_REPLICAS_UNCHANGED, Etcd, EtcdSpec, MultiGateway, MultiGatewaySpec, MultiOrch,

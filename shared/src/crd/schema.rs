@@ -16,6 +16,28 @@ pub(crate) fn undocumented<T: JsonSchema>(generator: &mut SchemaGenerator) -> Sc
     Schema::try_from(value).unwrap_or_else(|_| Schema::default())
 }
 
+/// Most networks a pooler's pg_hba.conf template lists.
+pub(crate) const MAX_ALLOWED_NETWORKS: usize = 16;
+
+/// The schema of a list of CIDRs (`allowedNetworks`): at most [`MAX_ALLOWED_NETWORKS`], each
+/// checked by the API server's CEL `isCIDR`, which no JSON-schema pattern matches exactly. The
+/// length bound keeps the rule's estimated cost within the API server's budget (the longest
+/// CIDR, IPv6 with an embedded IPv4 address and a prefix, has 49 characters).
+pub(crate) fn cidr_list(_: &mut SchemaGenerator) -> Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "maxItems": MAX_ALLOWED_NETWORKS,
+        "items": {
+            "type": "string",
+            "maxLength": 64,
+            "x-kubernetes-validations": [{
+                "rule": "isCIDR(self)",
+                "message": "must be a network in CIDR notation, such as 10.0.0.0/8 or fd00::/8"
+            }]
+        }
+    })
+}
+
 /// Removes every `description` keyword, leaving properties that happen to be called
 /// "description" alone.
 fn strip_descriptions(value: &mut Value) {

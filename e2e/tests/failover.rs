@@ -1,0 +1,89 @@
+//! Losing the primary's pod costs a bounded outage of the write path and no data. With
+//! `AT_LEAST_2`, Multigres v0.1.0 appoints a new primary only when a majority of the shard's
+//! cohort is recruited, so a shard that must survive a pooler's loss has three poolers.
+
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+use e2e::cluster::cell_objects;
+use e2e::data_plane::{create_psql_client, database_cluster, handlers, psql, wait_primary};
+use e2e::real_node;
+use e2e::{TestEnv, install_crds, wait_until, with_namespace};
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use shared::crd::MultigresCluster;
+use shared::status::{READY, condition};
+
+const CLUSTER: &str = "ha";
+const TIMEOUT: Duration = Duration::from_secs(600);
+
+#[tokio::test]
+async fn losing_the_primary_pod_costs_a_bounded_outage_and_no_data() {
+    let env = TestEnv::load();
+    let client = e2e::k8s::admin_client(&env).await;
+    install_crds(&client).await;
+    real_node::ensure(&env, &client).await;
+    with_namespace(&client, "failover", |client, ns| async move {
+        let ns = ns.name;
+        let _handlers = handlers(&env, &ns).await;
+        let api: Api<MultigresCluster> = Api::namespaced(client.clone(), &ns);
+        api.create(&PostParams::default(), &database_cluster(CLUSTER, 3))
+            .await
+            .expect("cluster created");
+        let (_, [gateway, _, _]) = cell_objects(CLUSTER, "zone-a");
+        create_psql_client(&client, &ns, CLUSTER).await;
+        wait_primary(&api, CLUSTER).await;
+        let sql = |q: &'static str| {
+            let (env, ns, gateway) = (&env, &ns, &gateway);
+            async move {
+                wait_until(&format!("psql through the gateway: {q}"), TIMEOUT, || async {
+                    psql(env, ns, gateway, q)
+                })
+                .await
+            }
+        };
+        sql("CREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY, note text)").await;
+        sql("INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 1000) g ON CONFLICT DO NOTHING").await;
+        sql("CREATE TABLE IF NOT EXISTS probes (at timestamptz)").await;
+        let before = wait_until("two streaming standbys", TIMEOUT, || async {
+            let s = api.get(CLUSTER).await.map_err(|e| e.to_string())?.status.unwrap_or_default();
+            match s.shard {
+                Some(shard) if shard.standbys == 2 && shard.primary.is_some() => Ok(shard),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+
+        let primary = before.primary.clone().expect("a primary");
+        Api::<Pod>::namespaced(client.clone(), &ns)
+            .delete(&primary, &DeleteParams::default())
+            .await
+            .expect("primary pod deleted");
+        let lost = Instant::now();
+        let seen = RefCell::new(Vec::new());
+        wait_until("a primary serving writes through the gateway again", TIMEOUT, || async {
+            if let Ok(c) = api.get(CLUSTER).await {
+                let s = c.status.unwrap_or_default();
+                let ready = condition(&s.core.conditions, READY).map(|c| format!("{}:{}", c.status, c.reason));
+                let now = format!("{:?} {ready:?} primary={:?}", s.phase, s.shard.and_then(|s| s.primary));
+                let mut seen = seen.borrow_mut();
+                if seen.last() != Some(&now) {
+                    seen.push(now);
+                }
+            }
+            // A new row each time: a write that commits only once a standby confirms it.
+            psql(&env, &ns, &gateway, "INSERT INTO probes VALUES (now())").map(|_| ())
+        })
+        .await;
+        eprintln!(
+            "write path down for {:?} after deleting primary {primary}; status on the way: {:#?}",
+            lost.elapsed(),
+            seen.borrow()
+        );
+        assert_eq!(sql("SELECT count(*) FROM items").await, "1000", "every row survived");
+        let after = wait_primary(&api, CLUSTER).await;
+        eprintln!("after the failover: {:?}", after.shard);
+    })
+    .await;
+}
