@@ -59,6 +59,57 @@ pub fn for_poolers(cluster: &MultigresCluster) -> PoolerBackup {
     }
 }
 
+/// How long a backup claim may stay Pending before the cluster says so: provisioning takes
+/// seconds, while a claim no storage class can provision (no `ReadWriteMany`) stays Pending
+/// and holds every pooler pod with it.
+const PENDING_AFTER_SECS: i64 = 60;
+
+/// Where the backup claim stands, as far as the pooler pods are concerned.
+#[derive(Debug, PartialEq)]
+pub enum ClaimState {
+    /// Bound, or no claim (S3), or unreadable (its absence is reported by [`ensure`]).
+    Fine,
+    /// Pending for less than a minute.
+    Provisioning,
+    /// Pending too long: what to tell the user.
+    Stuck(String),
+}
+
+/// The state of `claim` at `now_secs` (pure).
+pub fn claim_state(claim: &PersistentVolumeClaim, now_secs: i64) -> ClaimState {
+    let phase = claim.status.as_ref().and_then(|s| s.phase.as_deref());
+    let created = claim
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(now_secs, |t| t.0.as_second());
+    let age = now_secs - created;
+    match phase {
+        Some("Pending") if age > PENDING_AFTER_SECS => ClaimState::Stuck(format!(
+            "PersistentVolumeClaim {name} for the backups has been Pending for {age}s, so the \
+             pooler pods cannot start: its storage class must provision ReadWriteMany volumes \
+             when poolers run on several nodes (kubectl describe pvc {name} says why)",
+            name = claim.name_any(),
+        )),
+        Some("Pending") => ClaimState::Provisioning,
+        _ => ClaimState::Fine,
+    }
+}
+
+/// Reads the cluster's backup claim, when it has one.
+pub async fn state(client: &kube::Client, cluster: &MultigresCluster) -> ClaimState {
+    let (Some(name), Some(ns)) = (for_poolers(cluster).claim_name, cluster.namespace()) else {
+        return ClaimState::Fine;
+    };
+    match Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
+        .get_opt(&name)
+        .await
+    {
+        Ok(Some(claim)) => claim_state(&claim, k8s_openapi::jiff::Timestamp::now().as_second()),
+        _ => ClaimState::Fine,
+    }
+}
+
 /// Why the repository's claim is not there; retried with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -229,6 +280,37 @@ mod tests {
                 claim_name: None,
                 s3_credentials_secret_ref: Some(LocalSecretRef { name: "aws".into() })
             }
+        );
+    }
+
+    #[test]
+    fn a_claim_pending_for_more_than_a_minute_is_reported_by_name() {
+        let claim = |phase: &str, created: i64| {
+            let mut claim =
+                generated(&cluster(None), &FilesystemBackupSpec::default()).expect("claim");
+            claim.metadata.creation_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::from_second(created).expect("time"),
+                ));
+            claim.status = Some(k8s_openapi::api::core::v1::PersistentVolumeClaimStatus {
+                phase: Some(phase.to_string()),
+                ..Default::default()
+            });
+            claim
+        };
+        assert_eq!(
+            claim_state(&claim("Pending", 1_000), 1_030),
+            ClaimState::Provisioning
+        );
+        assert_eq!(claim_state(&claim("Bound", 1_000), 5_000), ClaimState::Fine);
+        let ClaimState::Stuck(message) = claim_state(&claim("Pending", 1_000), 1_090) else {
+            panic!("a claim Pending for 90s is not reported");
+        };
+        assert!(
+            message.starts_with(
+                "PersistentVolumeClaim shop-backups for the backups has been Pending for 90s"
+            ),
+            "{message}"
         );
     }
 

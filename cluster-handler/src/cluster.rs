@@ -24,6 +24,7 @@ use shared::meta::{
 use shared::telemetry::spans;
 
 use crate::aggregate::{ChildReport, core_status, finish, sum};
+use crate::backup::ClaimState;
 use crate::context::Context;
 use crate::error::Error;
 use crate::fanout::{FanOut, failures, written};
@@ -461,6 +462,17 @@ async fn reconcile_in_span(
     };
     let reports: Vec<ChildReport> = etcd_reports.into_iter().chain(cell_reports).collect();
     let pods = sum(&[etcd_count, gateway, orch, pooler]);
+    // Pooler pods held by a backup claim that cannot be provisioned: say so rather than only
+    // "not ready". Read only while poolers are missing, so a healthy cluster costs nothing.
+    let claim = if problem.is_none() && pooler.ready_replicas < pooler.replicas {
+        crate::backup::state(&ctx.client, &obj).await
+    } else {
+        ClaimState::Fine
+    };
+    let problem = match &claim {
+        ClaimState::Stuck(message) => Some(("BackupVolumePending", message.clone())),
+        _ => problem,
+    };
     let previous = obj.status.as_ref();
     let now = Time(Timestamp::now());
     let (mut core, mut phase) = core_status(
@@ -515,8 +527,9 @@ async fn reconcile_in_span(
     };
     let summary = (phase, status.core.ready);
     let action = finish(&ctx, obj.as_ref(), KIND, previous, &status, summary, result).await?;
-    // The topology sends no events: look again soon while the shard has no primary.
-    Ok(if no_primary {
+    // Neither the topology nor a claim's age sends events: look again soon while the shard has
+    // no primary or the backup claim is not bound.
+    Ok(if no_primary || claim != ClaimState::Fine {
         Action::requeue(NO_PRIMARY_RECHECK)
     } else {
         action

@@ -686,3 +686,48 @@ async fn volumes_go_with_the_cluster_unless_retained_and_are_adopted_only_when_a
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_backup_claim_no_storage_can_provision_is_reported_on_the_cluster() {
+    let client = admin().await;
+    with_namespace(&client, "ch-backup-pending", |client, ns| async move {
+        let (_c, _r) = both_handlers(&ns.name).await;
+        let api: Api<MultigresCluster> = Api::namespaced(client.clone(), &ns.name);
+        let mut cluster = sample("minimal-cluster.yaml");
+        // A class no provisioner serves: the generated claim stays Pending, and so do the
+        // pooler pods that mount it.
+        cluster.spec.backup = Some(shared::crd::BackupSpec {
+            filesystem: Some(shared::crd::FilesystemBackupSpec {
+                claim_name: None,
+                storage: Some(shared::crd::StorageSpec {
+                    size: None,
+                    storage_class_name: Some("no-such-class".into()),
+                }),
+            }),
+            s3: None,
+        });
+        api.create(&PostParams::default(), &cluster)
+            .await
+            .expect("cluster created");
+        // Reported once the claim has been Pending for a minute.
+        let cond = wait_until("Ready=False with BackupVolumePending", TIMEOUT, || async {
+            let c = api.get("minimal").await.map_err(|e| e.to_string())?;
+            let s = c.status.unwrap_or_default();
+            match condition(&s.core.conditions, READY) {
+                Some(c) if c.status == "False" && c.reason == "BackupVolumePending" => {
+                    Ok(c.clone())
+                }
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        assert!(
+            cond.message.starts_with(
+                "PersistentVolumeClaim minimal-backups for the backups has been Pending for "
+            ),
+            "the message names the claim: {}",
+            cond.message
+        );
+    })
+    .await;
+}
