@@ -11,7 +11,7 @@ use kube::{Api, Resource, ResourceExt};
 use shared::apply::Desired;
 use shared::crd::{
     Cell, CellStatus, MultiGateway, MultiGatewaySpec, MultiOrch, MultiOrchSpec, MultiPooler,
-    MultiPoolerSpec, ShardStatus,
+    MultiPoolerSpec, Phase, ShardStatus,
 };
 use shared::meta::{
     CLUSTER_HANDLER_MANAGER, ComponentLabel, LABEL_CELL, LABEL_CLUSTER, MAX_DNS_LABEL,
@@ -241,6 +241,7 @@ async fn reconcile_in_span(
         pooler,
         shard,
     };
+    spans::mark_ready(obj.as_ref(), phase == Phase::Healthy);
     let summary = (phase, status.core.ready);
     finish(&ctx, obj.as_ref(), KIND, previous, &status, summary, result).await
 }

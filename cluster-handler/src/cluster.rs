@@ -525,6 +525,7 @@ async fn reconcile_in_span(
         pooler,
         shard,
     };
+    spans::mark_ready(obj.as_ref(), phase == Phase::Healthy);
     let summary = (phase, status.core.ready);
     let action = finish(&ctx, obj.as_ref(), KIND, previous, &status, summary, result).await?;
     // Neither the topology nor a claim's age sends events: look again soon while the shard has

@@ -45,14 +45,25 @@ async fn a_minimal_cluster_serves_sql_through_the_gateway_and_replicates() {
         // own spans are in Tempo for the same time window.
         let tempo = Tempo::new(&env.tempo_url);
         let creation = healthy.core.last_trace_id.clone().expect("lastTraceId");
-        let services = wait_until("the creation trace across both handlers and the API server", TIMEOUT, || async {
+        // The whole creation: the etcd, the topology registration once it answers, the cells
+        // and their components, up to the reconcile that saw the cluster Healthy.
+        let (services, spans) = wait_until("the whole creation in one trace across both handlers and the API server", TIMEOUT, || async {
             let spans = tempo.trace(&creation).await?.unwrap_or_default();
             let services: BTreeSet<String> = spans.iter().map(|s| s.service.clone()).collect();
+            let names: BTreeSet<&str> = spans.iter().map(|s| s.name.as_str()).collect();
             let wanted = ["multigres-cluster-handler", "multigres-resource-handler", "apiserver"];
-            if wanted.iter().all(|w| services.contains(*w)) { Ok(services) } else { Err(format!("{services:?}")) }
+            let steps = ["reconcile Etcd", "register topology", "reconcile Cell", "reconcile MultiPooler", "reconcile MultiGateway", "reconcile MultiOrch"];
+            let ready = spans.iter().any(|s| s.name == "reconcile MultigresCluster" && s.events.iter().any(|(e, _)| e == "generation ready"));
+            if wanted.iter().all(|w| services.contains(*w)) && steps.iter().all(|n| names.contains(n)) && ready {
+                Ok((services, spans))
+            } else {
+                Err(format!("services {services:?}, steps {names:?}, generation ready event: {ready}"))
+            }
         })
         .await;
-        eprintln!("creation trace {creation}: {services:?}");
+        let start = spans.iter().map(|s| s.start_ns).min().unwrap_or_default();
+        let end = spans.iter().map(|s| s.end_ns).max().unwrap_or_default();
+        eprintln!("creation trace {creation}: {} spans over {:.1}s, {services:?}", spans.len(), (end - start) as f64 / 1e9);
         let window = started.elapsed() + Duration::from_secs(60);
         let query = format!(r#"{{ resource.k8s.namespace.name = "{ns}" && resource.service.name =~ "multigateway|multiorch|multipooler|pgctld" }}"#);
         wait_until("spans of the Multigres processes in the same time window", TIMEOUT, || async {

@@ -400,7 +400,8 @@ async fn a_forged_or_garbage_trace_context_neither_breaks_nor_steers_the_handler
         })
         .await;
         let spans = tempo.trace(&id).await.expect("trace").unwrap_or_default();
-        let root = spans.iter().find(|s| s.name == "reconcile Etcd").expect("reconcile span");
+        // The first reconcile of the trace (follow-ups until Ready continue under it).
+        let root = spans.iter().filter(|s| s.name == "reconcile Etcd").min_by_key(|s| s.start_ns).expect("reconcile span");
         assert!(root.is_root() && root.links.is_empty(), "a malformed context is neither joined nor linked:\n{}", describe(&spans));
         assert!(root.events.iter().any(|(name, attrs)| name.contains("malformed") || attrs.values().any(|v| v.contains("malformed"))), "no warning event:\n{root:?}");
 
@@ -424,7 +425,7 @@ async fn a_forged_or_garbage_trace_context_neither_breaks_nor_steers_the_handler
             .expect("patched");
         let joined = wait_until("the forged trace to get the reconcile", TIMEOUT, || async {
             let spans = tempo.trace(&forged_trace).await?.unwrap_or_default();
-            spans.into_iter().find(|s| s.name == "reconcile Etcd").ok_or("not yet".to_string())
+            spans.into_iter().filter(|s| s.name == "reconcile Etcd").min_by_key(|s| s.start_ns).ok_or("not yet".to_string())
         })
         .await;
         assert_eq!(joined.parent_span_id, forged_span);

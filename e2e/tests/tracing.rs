@@ -7,7 +7,6 @@
 //! its spans children of our client spans. (Running as ServiceAccounts, it starts its own traces
 //! linked to ours instead; `control_plane.rs` proves both behaviours of the API server.)
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use e2e::process::{Handler, HandlerOptions};
@@ -120,17 +119,29 @@ fn creation_shape(spans: &[Span], cells: usize) -> Result<(), String> {
             apply_etcd.len()
         ));
     }
-    // The Cell hop: cluster-handler -> annotation -> cluster-handler.
+    // The Cell hop: cluster-handler -> annotation -> cluster-handler. Each Cell's first
+    // reconcile joins under its apply span; its follow-ups until Ready continue under that.
     let cell_reconciles = named(spans, CH, "reconcile Cell");
-    if cell_reconciles.len() != cells
-        || !cell_reconciles
-            .iter()
-            .all(|r| parent(spans, r).is_some_and(|p| p.name == "apply Cell" && p.service == CH))
-    {
+    let joined = cell_reconciles
+        .iter()
+        .filter(|r| parent(spans, r).is_some_and(|p| p.name == "apply Cell" && p.service == CH))
+        .count();
+    let continued = cell_reconciles
+        .iter()
+        .filter(|r| parent(spans, r).is_some_and(|p| p.name == "reconcile Cell"))
+        .count();
+    if joined != cells || joined + continued != cell_reconciles.len() {
         return Err(format!(
-            "{} reconcile Cell joined under apply Cell",
+            "{joined}/{cells} reconcile Cell joined under apply Cell, {continued} continued, {} in all",
             cell_reconciles.len()
         ));
+    }
+    // The reconcile that saw the cluster Healthy ends the generation's trace.
+    if !named(spans, CH, "reconcile MultigresCluster")
+        .iter()
+        .any(|r| r.events.iter().any(|(name, _)| name == "generation ready"))
+    {
+        return Err("no reconcile MultigresCluster with the generation ready event".into());
     }
     // The process hop: the resource-handler's reconciles under the cluster-handler's applies.
     for (kind, count) in [
@@ -243,30 +254,25 @@ async fn one_trace_spans_both_handlers_and_the_api_server() {
         assert_eq!(siblings.len(), 4, "apply Etcd + 3 x apply Cell:\n{}", describe(&spans));
         assert!(overlap(&siblings), "sibling applies run one after another:\n{}", describe(&spans));
 
-        // A later reconcile of the same generation (here: triggered by the StatefulSet's status
-        // updates; a resync behaves the same) is a new root trace that links to the apply span
-        // that wrote the Etcd, not a child of the creation trace.
-        // Its trace ids come from the resource-handler's log lines (the Etcd's ready count
-        // changed in such reconciles), each fetched from Tempo by id.
+        // A reconcile of the same generation after the Etcd was Ready (a resync) is a new root
+        // trace that links to the apply span that wrote the Etcd, not a child of the creation
+        // trace. Found by a Tempo search on its namespace.
         let apply_etcd = named(&spans, CH, "apply Etcd")[0].clone();
+        let query = format!(
+            r#"{{ resource.service.name = "{RH}" && name = "reconcile Etcd" && span.k8s.namespace.name = "{}" && span.multigres.trace.parent = "linked" }}"#,
+            ns.name
+        );
         let root_reconcile = wait_until("a later reconcile Etcd in a trace of its own, linked", TIMEOUT, || async {
-            let ids: BTreeSet<String> = resource_handler
-                .log_lines()
-                .into_iter()
-                .filter(|l| l["span"]["otel.name"] == "reconcile Etcd")
-                .filter_map(|l| l["trace_id"].as_str().map(str::to_string))
-                .filter(|id| *id != trace_id)
-                .collect();
             let mut seen = Vec::new();
-            for id in &ids {
-                let later = tempo.trace(id).await?.unwrap_or_default();
+            for id in tempo.search(&query, Duration::from_secs(900)).await? {
+                let later = tempo.trace(&id).await?.unwrap_or_default();
                 match named(&later, RH, "reconcile Etcd").into_iter().find(|r| r.is_root()) {
                     Some(root) if !root.links.is_empty() => return Ok(root.clone()),
                     Some(root) => seen.push(format!("{id}: root without links {:?}", root.attributes)),
                     None => seen.push(format!("{id}: no root reconcile Etcd in Tempo yet")),
                 }
             }
-            Err(format!("{} later reconcile Etcd traces in the log: {seen:?}", ids.len()))
+            Err(format!("traces matching {query}: {seen:?}"))
         })
         .await;
         assert_eq!(root_reconcile.links, vec![(trace_id.clone(), apply_etcd.span_id.clone())]);

@@ -77,6 +77,7 @@ async fn reconcile_in_span<C: Component>(
     if last_trace_id.is_some() {
         status.last_trace_id = last_trace_id;
     }
+    spans::mark_ready(obj.as_ref(), status.ready);
     let api: Api<C> = Api::namespaced(ctx.client.clone(), &ns);
     let written = shared::status::write_status(
         &api,

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kube::{Resource, ResourceExt};
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{SpanContext, TraceContextExt};
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -80,26 +80,23 @@ where
     // The object may come from a cache that does not show the status the previous reconcile
     // wrote yet: only the first reconcile of a generation in this process counts as acting on it.
     let uid = obj.uid().unwrap_or_default();
-    let new_generation = generation != observed_generation && SEEN.first(&uid, generation);
-    match decide(obj.annotations(), new_generation, now, max_age) {
-        Parent::Join(remote) => {
-            let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
-            span.record("multigres.trace.parent", "joined");
+    let new_generation = generation != observed_generation && SEEN.first(&uid, generation, now);
+    let follows = if new_generation {
+        None
+    } else {
+        SEEN.follow(&uid, generation, now)
+    };
+    match follows {
+        // A follow-up while the generation works towards Ready: part of its trace.
+        Some(Follow::Continue(first)) => {
+            let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(first));
+            span.record("multigres.trace.parent", "continued");
         }
-        Parent::Link(remote) => {
-            span.add_link(remote);
-            span.record("multigres.trace.parent", "linked");
+        Some(Follow::Link(first)) => {
+            set_parent_from_annotation(&span, obj.annotations(), false, now, max_age, Some(first))
         }
-        Parent::Root => {}
-        Parent::Malformed(reason) => {
-            span.record("multigres.trace.parent", "malformed");
-            span.in_scope(|| {
-                tracing::warn!(
-                    annotation = TRACEPARENT_ANNOTATION,
-                    reason,
-                    "ignoring a malformed trace context annotation"
-                )
-            });
+        None => {
+            set_parent_from_annotation(&span, obj.annotations(), new_generation, now, max_age, None)
         }
     }
     let last_trace_id = if new_generation {
@@ -108,7 +105,7 @@ where
         let id = span_context
             .is_valid()
             .then(|| span_context.trace_id().to_string());
-        SEEN.remember_trace(&uid, generation, id.clone());
+        SEEN.remember_first(&uid, generation, span_context);
         id
     } else {
         SEEN.trace(&uid, generation)
@@ -120,43 +117,168 @@ where
     }
 }
 
-/// The generation this process last reconciled, per object uid. Bounded: cleared when it
-/// grows past a limit (a forgotten entry only lets one more reconcile count as the first).
-/// Per uid: the generation last reconciled, and the trace of its first reconcile.
-type SeenMap = std::collections::HashMap<String, (Option<i64>, Option<String>)>;
+/// Parents `span` by the object's trace context annotation ([`decide`]); a root without one
+/// links to `fallback` (the first reconcile of its generation) when given.
+fn set_parent_from_annotation(
+    span: &Span,
+    annotations: &std::collections::BTreeMap<String, String>,
+    new_generation: bool,
+    now: u64,
+    max_age: Duration,
+    fallback: Option<SpanContext>,
+) {
+    match decide(annotations, new_generation, now, max_age) {
+        Parent::Join(remote) => {
+            let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+            span.record("multigres.trace.parent", "joined");
+        }
+        Parent::Link(remote) => {
+            span.add_link(remote);
+            span.record("multigres.trace.parent", "linked");
+        }
+        Parent::Root => {
+            if let Some(first) = fallback {
+                span.add_link(first);
+                span.record("multigres.trace.parent", "linked");
+            }
+        }
+        Parent::Malformed(reason) => {
+            span.record("multigres.trace.parent", "malformed");
+            span.in_scope(|| {
+                tracing::warn!(
+                    annotation = TRACEPARENT_ANNOTATION,
+                    reason,
+                    "ignoring a malformed trace context annotation"
+                )
+            });
+        }
+    }
+}
 
-struct Seen(std::sync::Mutex<SeenMap>);
+/// Marks the generation of `obj` Ready when `ready`: the first reconcile that sees it adds a
+/// `generation ready` event (with the seconds since the generation's first reconcile) to the
+/// current span, and later reconciles of the generation start traces of their own, linked to
+/// its first reconcile.
+pub fn mark_ready<K>(obj: &K, ready: bool)
+where
+    K: Resource<DynamicType = ()>,
+{
+    if !ready {
+        return;
+    }
+    let uid = obj.uid().unwrap_or_default();
+    if let Some(seconds) = SEEN.ready(&uid, obj.meta().generation, now_unix_secs()) {
+        event(
+            "generation ready",
+            vec![opentelemetry::KeyValue::new(
+                "multigres.generation.seconds_to_ready",
+                seconds as i64,
+            )],
+        );
+    }
+}
+
+/// How long the reconciles of one generation keep joining its trace when it never gets Ready
+/// (a spec that cannot converge): afterwards they are roots linked to it, so one trace stays
+/// readable.
+const FOLLOW_WINDOW: Duration = Duration::from_secs(30 * 60);
+
+/// What this process remembers of the generation it last reconciled, per object uid.
+struct Generation {
+    generation: Option<i64>,
+    /// The span of its first reconcile here (valid when tracing is on).
+    first: Option<SpanContext>,
+    started: u64,
+    ready: bool,
+}
+
+/// How a later reconcile of a remembered generation relates to its first.
+enum Follow {
+    Continue(SpanContext),
+    Link(SpanContext),
+}
+
+/// Per uid, the generation last reconciled here. Bounded: cleared when it grows past a limit
+/// (a forgotten entry only lets one more reconcile count as the first, and its follow-ups
+/// link instead of joining).
+struct Seen(std::sync::Mutex<std::collections::HashMap<String, Generation>>);
 
 static SEEN: std::sync::LazyLock<Seen> = std::sync::LazyLock::new(|| Seen(Default::default()));
 
 impl Seen {
     const LIMIT: usize = 100_000;
 
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Generation>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remembered<'a>(
+        map: &'a mut std::collections::HashMap<String, Generation>,
+        uid: &str,
+        generation: Option<i64>,
+    ) -> Option<&'a mut Generation> {
+        map.get_mut(uid).filter(|g| g.generation == generation)
+    }
+
     /// Whether `generation` of `uid` is seen here for the first time (and remembers it).
-    fn first(&self, uid: &str, generation: Option<i64>) -> bool {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(uid).is_some_and(|(seen, _)| *seen == generation) {
+    fn first(&self, uid: &str, generation: Option<i64>, now: u64) -> bool {
+        let mut map = self.map();
+        if Self::remembered(&mut map, uid, generation).is_some() {
             return false;
         }
         if map.len() >= Self::LIMIT {
             map.clear();
         }
-        map.insert(uid.to_string(), (generation, None));
+        map.insert(
+            uid.to_string(),
+            Generation {
+                generation,
+                first: None,
+                started: now,
+                ready: false,
+            },
+        );
         true
     }
 
-    /// Remembers the trace of the first reconcile of `generation`.
-    fn remember_trace(&self, uid: &str, generation: Option<i64>, trace: Option<String>) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.insert(uid.to_string(), (generation, trace));
+    /// Remembers the span of the first reconcile of `generation`.
+    fn remember_first(&self, uid: &str, generation: Option<i64>, first: SpanContext) {
+        if let Some(g) = Self::remembered(&mut self.map(), uid, generation) {
+            g.first = first.is_valid().then_some(first);
+        }
+    }
+
+    /// Whether a later reconcile of `generation` continues its trace (not Ready yet, within
+    /// the window) or links to it; `None` when this process did not run its first reconcile.
+    fn follow(&self, uid: &str, generation: Option<i64>, now: u64) -> Option<Follow> {
+        let mut map = self.map();
+        let g = Self::remembered(&mut map, uid, generation)?;
+        let first = g.first.clone()?;
+        let open = !g.ready && now.saturating_sub(g.started) <= FOLLOW_WINDOW.as_secs();
+        Some(if open {
+            Follow::Continue(first)
+        } else {
+            Follow::Link(first)
+        })
+    }
+
+    /// Marks `generation` Ready; the seconds since its first reconcile the first time.
+    fn ready(&self, uid: &str, generation: Option<i64>, now: u64) -> Option<u64> {
+        let mut map = self.map();
+        let g = Self::remembered(&mut map, uid, generation)?;
+        if g.ready {
+            return None;
+        }
+        g.ready = true;
+        Some(now.saturating_sub(g.started))
     }
 
     /// The trace of the first reconcile of `generation`, if this process ran it.
     fn trace(&self, uid: &str, generation: Option<i64>) -> Option<String> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(uid)
-            .filter(|(seen, _)| *seen == generation)
-            .and_then(|(_, trace)| trace.clone())
+        let mut map = self.map();
+        Self::remembered(&mut map, uid, generation)
+            .and_then(|g| g.first.as_ref())
+            .map(|first| first.trace_id().to_string())
     }
 }
 
@@ -315,10 +437,11 @@ mod tests {
         );
         let (first, _) = reconcile_once(&obj, Some(6), now, false).await;
         assert_eq!(first.parent_span_id, SpanId::from(PARENT));
-        // Same generation, status not seen yet (a stale cache): a link, not a second join.
+        // Same generation, status not seen yet (a stale cache): not a second join of the
+        // annotation but a follow-up, under the first reconcile.
         let (second, _) = reconcile_once(&obj, Some(6), now, false).await;
-        assert_eq!(second.parent_span_id, SpanId::INVALID);
-        assert_eq!(second.links.len(), 1);
+        assert_eq!(second.parent_span_id, first.span_context.span_id());
+        assert!(second.links.is_empty());
         // Both report the first reconcile's trace for status.lastTraceId.
         let third = reconcile_span_at(&obj, "etcd", Some(6), now, Duration::from_secs(600));
         assert!(!third.new_generation);
@@ -326,6 +449,75 @@ mod tests {
             third.last_trace_id,
             Some(first.span_context.trace_id().to_string())
         );
+    }
+
+    /// Runs a reconcile span of `obj` in which the object is seen Ready when `ready`.
+    async fn reconcile_seeing(
+        obj: &Etcd,
+        observed: Option<i64>,
+        now: u64,
+        ready: bool,
+    ) -> opentelemetry_sdk::trace::SpanData {
+        let (spy, _logs, subscriber) = test_subscriber(&[], LogFormat::Json);
+        let _default = crate::testsupport::scoped_default(subscriber);
+        let span = reconcile_span_at(obj, "etcd", observed, now, Duration::from_secs(600)).span;
+        span.in_scope(|| mark_ready(obj, ready));
+        drop(span);
+        spy.finished().pop().expect("one span")
+    }
+
+    #[tokio::test]
+    async fn the_reconciles_of_a_generation_are_one_trace_until_it_is_ready() {
+        let now = now_unix_secs();
+        let mut obj = etcd(3, BTreeMap::new());
+        obj.metadata.uid = Some("uid-until-ready".into());
+        let first = reconcile_seeing(&obj, Some(2), now, false).await;
+        assert_eq!(
+            first.parent_span_id,
+            SpanId::INVALID,
+            "the generation's root"
+        );
+        let trace = first.span_context.trace_id();
+        let ready = reconcile_seeing(&obj, Some(3), now, true).await;
+        assert_eq!(ready.span_context.trace_id(), trace);
+        assert_eq!(ready.parent_span_id, first.span_context.span_id());
+        let event = ready
+            .events
+            .iter()
+            .find(|e| e.name == "generation ready")
+            .expect("the reconcile that sees Ready says so");
+        assert!(
+            event
+                .attributes
+                .iter()
+                .any(|a| a.key.as_str() == "multigres.generation.seconds_to_ready"),
+            "{event:?}"
+        );
+        // Once Ready: resyncs are traces of their own, linked to the generation's first span,
+        // and say Ready no more.
+        let resync = reconcile_seeing(&obj, Some(3), now, true).await;
+        assert_ne!(resync.span_context.trace_id(), trace);
+        assert_eq!(resync.parent_span_id, SpanId::INVALID);
+        let links: Vec<_> = resync
+            .links
+            .iter()
+            .map(|l| (l.span_context.trace_id(), l.span_context.span_id()))
+            .collect();
+        assert_eq!(links, [(trace, first.span_context.span_id())]);
+        assert!(resync.events.iter().all(|e| e.name != "generation ready"));
+    }
+
+    #[tokio::test]
+    async fn a_generation_that_never_gets_ready_stops_growing_its_trace_after_the_window() {
+        let now = 1_800_000_000;
+        let mut obj = etcd(4, BTreeMap::new());
+        obj.metadata.uid = Some("uid-never-ready".into());
+        let first = reconcile_seeing(&obj, Some(3), now, false).await;
+        let within = reconcile_seeing(&obj, Some(4), now + FOLLOW_WINDOW.as_secs(), false).await;
+        assert_eq!(within.parent_span_id, first.span_context.span_id());
+        let after = reconcile_seeing(&obj, Some(4), now + FOLLOW_WINDOW.as_secs() + 1, false).await;
+        assert_eq!(after.parent_span_id, SpanId::INVALID);
+        assert_eq!(after.links.len(), 1);
     }
 
     #[tokio::test]
