@@ -221,12 +221,38 @@ async fn one_trace_spans_both_handlers_and_the_api_server() {
         let api: Api<MultigresCluster> = Api::namespaced(client.clone(), &ns.name);
         let sample = load(&samples_dir().join("multi-cell-cluster.yaml")).expect("sample");
         let cluster: MultigresCluster = serde_json::from_value(sample.object).expect("cluster");
+        let started = std::time::Instant::now();
         api.create(&PostParams::default(), &cluster).await.expect("created");
         let healthy = wait_healthy(&api, "multi").await;
+        let to_healthy = started.elapsed();
         let trace_id = healthy.status.and_then(|s| s.core.last_trace_id).expect("status.lastTraceId");
         assert_eq!(trace_id.len(), 32);
         let tempo = Tempo::new(&env.tempo_url);
         let spans = wait_for_trace(&tempo, &trace_id, "the creation trace across both handlers", |s| creation_shape(s, 3)).await;
+
+        // The trace runs from the first reconcile to the one that saw Healthy: its length is the
+        // time to Healthy the test measured (which includes up to one 250 ms poll).
+        let root = spans.iter().find(|s| s.is_root()).expect("root");
+        let ready = spans
+            .iter()
+            .find(|s| s.name == "reconcile MultigresCluster" && s.events.iter().any(|(e, _)| e == "generation ready"))
+            .expect("the reconcile that saw Healthy");
+        let traced = Duration::from_nanos(ready.end_ns.saturating_sub(root.start_ns));
+        eprintln!("time to Healthy: measured {to_healthy:?}, traced {traced:?}");
+        assert!(
+            to_healthy.abs_diff(traced) < Duration::from_secs(1),
+            "the trace says {traced:?} from first reconcile to Healthy, the test measured {to_healthy:?}"
+        );
+        // Tempo finds it by the cluster's name.
+        let by_name = format!(
+            r#"{{ name = "reconcile MultigresCluster" && span.multigres.resource.name = "multi" && span.k8s.namespace.name = "{}" }}"#,
+            ns.name
+        );
+        wait_until("Tempo search by the cluster's name to find the creation trace", TIMEOUT, || async {
+            let ids = tempo.search(&by_name, Duration::from_secs(900)).await?;
+            if ids.contains(&trace_id) { Ok(()) } else { Err(format!("{by_name} found {ids:?}")) }
+        })
+        .await;
         eprintln!(
             "creation trace {trace_id}: {} spans ({} cluster-handler, {} resource-handler, {} apiserver)",
             spans.len(),
