@@ -400,15 +400,8 @@ async fn an_unreachable_topology_holds_new_cells_with_a_reason_and_backs_off() {
         api.create(&PostParams::default(), &sample("minimal-cluster.yaml"))
             .await
             .expect("cluster created");
-        let cond = wait_until("Ready=False with TopologyUnavailable", TIMEOUT, || async {
-            let c = api.get("minimal").await.map_err(|e| e.to_string())?;
-            let s = c.status.unwrap_or_default();
-            match condition(&s.core.conditions, READY) {
-                Some(c) if c.status == "False" && c.reason == "TopologyUnavailable" => {
-                    Ok(c.clone())
-                }
-                other => Err(format!("{other:?}")),
-            }
+        let cond = wait_for_ready_reason(&api, "minimal", "TopologyUnavailable", |c| {
+            c.status.as_ref().map(|s| &s.core)
         })
         .await;
         let address = format!("minimal-etcd-client.{}.svc:2379", ns.name);
@@ -710,15 +703,8 @@ async fn a_backup_claim_no_storage_can_provision_is_reported_on_the_cluster() {
             .await
             .expect("cluster created");
         // Reported once the claim has been Pending for a minute.
-        let cond = wait_until("Ready=False with BackupVolumePending", TIMEOUT, || async {
-            let c = api.get("minimal").await.map_err(|e| e.to_string())?;
-            let s = c.status.unwrap_or_default();
-            match condition(&s.core.conditions, READY) {
-                Some(c) if c.status == "False" && c.reason == "BackupVolumePending" => {
-                    Ok(c.clone())
-                }
-                other => Err(format!("{other:?}")),
-            }
+        let cond = wait_for_ready_reason(&api, "minimal", "BackupVolumePending", |c| {
+            c.status.as_ref().map(|s| &s.core)
         })
         .await;
         assert!(

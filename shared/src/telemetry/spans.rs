@@ -340,7 +340,10 @@ mod tests {
     fn etcd(generation: i64, annotations: BTreeMap<String, String>) -> Etcd {
         let mut e = Etcd::new("topo", EtcdSpec::default());
         e.metadata.namespace = Some("prod".into());
-        e.metadata.uid = Some("uid-1".into());
+        // A uid of its own: what a process remembers is per uid, and tests run in parallel.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        e.metadata.uid = Some(format!("uid-{n}"));
         e.metadata.generation = Some(generation);
         e.metadata.annotations = Some(annotations);
         e
