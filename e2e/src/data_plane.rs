@@ -226,6 +226,17 @@ pub fn psql(env: &TestEnv, ns: &str, host: &str, sql: &str) -> Result<String, St
     .map(|out| out.trim().to_string())
 }
 
+/// Runs `sql` through `host` until it succeeds (the gateway may not route yet, a standby may not
+/// confirm yet); returns its output.
+pub async fn sql_until(env: &TestEnv, ns: &str, host: &str, sql: &str) -> String {
+    wait_until(
+        &format!("psql through {host}: {sql}"),
+        Duration::from_secs(600),
+        || async { psql(env, ns, host, sql) },
+    )
+    .await
+}
+
 /// Waits until cluster `name` is Healthy with a primary; returns its status.
 pub async fn wait_primary(api: &Api<MultigresCluster>, name: &str) -> ClusterStatus {
     wait_until(

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use e2e::cluster::cell_objects;
 use e2e::data_plane::{
-    cluster_pods, create_psql_client, database_cluster, handlers, on_real_node, psql, wait_primary,
+    cluster_pods, create_psql_client, database_cluster, handlers, on_real_node, psql, sql_until,
+    wait_primary,
 };
 use e2e::real_node;
 use e2e::tempo::Tempo;
@@ -73,15 +74,7 @@ async fn a_minimal_cluster_serves_sql_through_the_gateway_and_replicates() {
         .await;
 
         // SQL through multigateway on 5432.
-        let sql = |q: &'static str| {
-            let (env, ns, gateway) = (&env, &ns, &gateway);
-            async move {
-                wait_until(&format!("psql through the gateway: {q}"), TIMEOUT, || async {
-                    psql(env, ns, gateway, q)
-                })
-                .await
-            }
-        };
+        let sql = |q: &'static str| sql_until(&env, &ns, &gateway, q);
         sql("CREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY, note text)").await;
         sql("INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 1000) g ON CONFLICT DO NOTHING").await;
         assert_eq!(sql("SELECT count(*) FROM items").await, "1000");
@@ -113,10 +106,7 @@ async fn a_minimal_cluster_serves_sql_through_the_gateway_and_replicates() {
         })
         .await;
         for ip in ips {
-            let count = wait_until(&format!("gateway {ip} to answer"), TIMEOUT, || async {
-                psql(&env, &ns, &ip, "SELECT count(*) FROM items")
-            })
-            .await;
+            let count = sql_until(&env, &ns, &ip, "SELECT count(*) FROM items").await;
             assert_eq!(count, "1000", "gateway {ip}");
         }
 

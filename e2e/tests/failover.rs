@@ -6,7 +6,9 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use e2e::cluster::cell_objects;
-use e2e::data_plane::{create_psql_client, database_cluster, handlers, psql, wait_primary};
+use e2e::data_plane::{
+    create_psql_client, database_cluster, handlers, psql, sql_until, wait_primary,
+};
 use e2e::real_node;
 use e2e::{TestEnv, install_crds, wait_until, with_namespace};
 use k8s_openapi::api::core::v1::Pod;
@@ -41,15 +43,7 @@ async fn losing_the_primary_pod_costs_a_bounded_outage_and_no_data() {
         let (_, [gateway, _, _]) = cell_objects(CLUSTER, "zone-a");
         create_psql_client(&client, &ns, CLUSTER).await;
         wait_primary(&api, CLUSTER).await;
-        let sql = |q: &'static str| {
-            let (env, ns, gateway) = (&env, &ns, &gateway);
-            async move {
-                wait_until(&format!("psql through the gateway: {q}"), TIMEOUT, || async {
-                    psql(env, ns, gateway, q)
-                })
-                .await
-            }
-        };
+        let sql = |q: &'static str| sql_until(&env, &ns, &gateway, q);
         sql("CREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY, note text)").await;
         sql("INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 1000) g ON CONFLICT DO NOTHING").await;
         sql("CREATE TABLE IF NOT EXISTS probes (at timestamptz)").await;
