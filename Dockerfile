@@ -15,6 +15,10 @@
 #
 # Build (BuildKit is required for the cache mounts; it is the default builder of Docker 23+):
 #   docker build -t multigres-operator:dev .
+#
+# Without a container engine, e2e/scripts/operator-image.sh builds the same layout (Debian's glibc,
+# libgcc_s and CA certificates unpacked, the binaries and user below) for the local control plane;
+# e2e/tests/in_cluster.rs holds both to the same USER, ENTRYPOINT, EXPOSE, LABELs and paths.
 
 ARG RUST_VERSION=1.89
 

@@ -8,7 +8,7 @@ need_pkgs=()
 # (e2e/scripts/node-up.sh) and builds its images (e2e/scripts/build-images.sh).
 for cmd_pkg in curl:curl openssl:openssl jq:jq \
   containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
-  iptables:iptables conntrack:conntrack mmdebstrap:mmdebstrap /bin/busybox:busybox-static; do
+  iptables:iptables conntrack:conntrack socat:socat mmdebstrap:mmdebstrap /bin/busybox:busybox-static; do
   cmd=${cmd_pkg%%:*}; pkg=${cmd_pkg#*:}
   if [[ "$cmd" == /* ]]; then [[ -x "$cmd" ]] && continue; else command -v "$cmd" >/dev/null 2>&1 && continue; fi
   need_pkgs+=("$pkg")

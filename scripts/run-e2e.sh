@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the end-to-end suites: starts the local control plane and Tempo with the real node
-# (building them on first use), runs `cargo test -p e2e`, and stops everything again even when
+# (building them on first use), builds the operator's image into that node, runs
+# `cargo test -p e2e`, and stops everything again even when
 # tests fail. The run fails when stopping leaves something behind.
 # With E2E_USE_EXISTING=1 it runs against $KUBECONFIG (and $TEMPO_URL) and starts nothing.
 set -euo pipefail
@@ -34,4 +35,8 @@ if ! MULTIGRES_E2E_REAL_NODE=1 e2e/scripts/cluster-up.sh >/dev/null; then
   exit 1
 fi
 started=1
+# The operator's own image (release build) for the suite that installs it in-cluster; built here so
+# a cold build does not count against that test's deadlines.
+echo "[e2e] building the operator image and importing it into the real node" >&2
+e2e/scripts/operator-image.sh --import >/dev/null
 $CARGO test --locked -p e2e --tests -- "$@"

@@ -17,7 +17,10 @@
 # and pgctld's pgBackRest TLS server must be the same version.
 #
 # Output: one line on stdout, a directory holding one OCI archive per image (<image>.tar) and
-# images.txt ("<image reference> <tar file name>" per line), plus versions.txt (what went in). E.g.:
+# images.txt ("<image reference> <tar file name>" per line), plus versions.txt (what went in), and
+# the base layer of the operator's image (operator-base.tar.gz, .tar.gz.json, .packages.txt: glibc,
+# libgcc_s and CA certificates from Debian, unpacked like a distroless image), which
+# operator-image.sh completes with the handler binaries. E.g.:
 #   dir=$(e2e/scripts/build-images.sh)
 #   while read -r ref tar; do ctr -n k8s.io images import "$dir/$tar"; done <"$dir/images.txt"
 # Progress and errors go to stderr; a failed step prints the last lines of its log.
@@ -324,24 +327,75 @@ rm -f "$root"/var/cache/debconf/*-old "$root"/var/lib/dpkg/*-old "$root/var/cach
 EOF
 }
 
+# extract (operator): the packages are only unpacked, so this hook does what a distroless base
+# does instead of their scripts: the merged-/usr links (the binaries' interpreter is
+# /lib64/ld-linux-x86-64.so.2), the CA bundle update-ca-certificates would write, the users root,
+# nobody and nonroot (65532), /tmp, and each package's control record in /var/lib/dpkg/status.d
+# (where image scanners look); then it drops the package manager's leftovers.
+hook_extract_operator() {
+  cat <<'EOF'
+#!/bin/sh
+set -eu
+root=$1
+case $root in "" | /) echo "refusing to work on root directory '$root'" >&2; exit 1 ;; esac
+for d in bin lib lib64 sbin; do [ -e "$root/$d" ] || ln -s "usr/$d" "$root/$d"; done
+mkdir -p "$root/etc/ssl/certs" "$root/var/lib/dpkg/status.d"
+find "$root/usr/share/ca-certificates/mozilla" -name '*.crt' | LC_ALL=C sort | xargs cat >"$root/etc/ssl/certs/ca-certificates.crt"
+[ -s "$root/etc/ssl/certs/ca-certificates.crt" ] || { echo "no CA certificates in $root/usr/share/ca-certificates" >&2; exit 1; }
+for deb in "$root"/var/cache/apt/archives/*.deb; do
+  dpkg-deb --field "$deb" >"$root/var/lib/dpkg/status.d/$(dpkg-deb --field "$deb" Package)"
+done
+printf '%s\n' 'root:x:0:0:root:/root:/sbin/nologin' 'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin' \
+  'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' >"$root/etc/passwd"
+printf '%s\n' 'root:x:0:' 'nobody:x:65534:' 'tty:x:5:' 'staff:x:50:' 'nonroot:x:65532:' >"$root/etc/group"
+printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
+chmod 0644 "$root/etc/passwd" "$root/etc/group" "$root/etc/nsswitch.conf"
+install -d -m 1777 "$root/tmp"
+install -d -m 0700 "$root/root"
+install -d -m 0700 -o 65532 -g 65532 "$root/home/nonroot"
+EOF
+}
+# post (operator): after mmdebstrap's own cleanup, what only apt and dpkg used (the runtime mounts /dev).
+hook_post_operator() {
+  cat <<'EOF'
+#!/bin/sh
+set -eu
+root=$1
+case $root in "" | /) echo "refusing to work on root directory '$root'" >&2; exit 1 ;; esac
+[ -d "$root/var/lib/dpkg/status.d" ] || { echo "$root is not the operator root filesystem" >&2; exit 1; }
+rm -rf "$root/etc/apt" "$root/var/lib/apt" "$root/var/cache/apt" "$root/var/log" "$root/etc/hostname" "$root/etc/resolv.conf"
+rm -rf "$root"/dev/*
+EOF
+}
 # rootfs spec: packages and hooks of each Debian root filesystem.
 rootfs_packages() {
   case $1 in
     multigres) echo "pgbackrest procps ca-certificates" ;;
     pgctld) echo "postgresql-$PG_MAJOR pgbackrest procps ca-certificates locales less" ;;
+    # What gcr.io/distroless/cc (the Dockerfile's base) holds: glibc, libgcc_s, CA certificates.
+    operator) echo "libc6 libgcc-s1 ca-certificates" ;;
   esac
 }
 rootfs_hooks() {
   case $1 in
     multigres) echo "essential customize_clean post_apt" ;;
     pgctld) echo "essential customize_pgctld customize_clean post_apt post_pgctld" ;;
+    operator) echo "extract_operator post_operator" ;;
+  esac
+}
+# minbase: Debian's smallest installed system (dpkg, apt, a shell); extract: the packages' files
+# only, no maintainer scripts and no shell, like a distroless image.
+rootfs_variant() {
+  case $1 in
+    operator) echo extract ;;
+    *) echo minbase ;;
   esac
 }
 rootfs_key() {
   local h
   {
-    printf 'recipe=%s\nrootfs=%s\nsuite=%s %s\nvariant=minbase\npackages=%s\n' \
-      "$IMAGES_RECIPE_VERSION" "$1" "$DEBIAN_SUITE" "$suite_hash" "$(rootfs_packages "$1")"
+    printf 'recipe=%s\nrootfs=%s\nsuite=%s %s\nvariant=%s\npackages=%s\n' \
+      "$IMAGES_RECIPE_VERSION" "$1" "$DEBIAN_SUITE" "$suite_hash" "$(rootfs_variant "$1")" "$(rootfs_packages "$1")"
     printf '%s\n' "${DPKG_FILTERS[@]}"
     for h in $(rootfs_hooks "$1"); do "hook_$h"; done
   } | hash16
@@ -357,7 +411,7 @@ ensure_rootfs() {
   REPLY=$entry
   if complete "$entry"; then return; fi
   tmp=$(new_tmp "rootfs-$name")
-  local -a args=(--mode=root --variant=minbase --format=directory
+  local -a args=(--mode=root "--variant=$(rootfs_variant "$name")" --format=directory
     "--aptopt=APT::Install-Recommends \"false\"" '--aptopt=Acquire::Languages "none"'
     "--include=$(rootfs_packages "$name" | tr ' ' ',')")
   for h in "${DPKG_FILTERS[@]}"; do args+=("--dpkgopt=$h"); done
@@ -367,6 +421,7 @@ ensure_rootfs() {
     chmod 0755 "$tmp/hooks/$h"
     case $h in
       essential) args+=("--essential-hook=$tmp/hooks/$h") ;;
+      extract_*) args+=("--extract-hook=$tmp/hooks/$h") ;;
       customize_*) args+=("--customize-hook=$tmp/hooks/$h") ;;
       post_*) ;;
     esac
@@ -379,7 +434,11 @@ ensure_rootfs() {
   for h in $(rootfs_hooks "$name"); do
     [[ "$h" != post_* ]] || "$tmp/hooks/$h" "$tmp/rootfs" || die "hook $h failed on the $name root filesystem"
   done
-  dpkg-query --admindir="$tmp/rootfs/var/lib/dpkg" -W -f '${Package}=${Version}\n' >"$tmp/packages.txt"
+  if [[ -d "$tmp/rootfs/var/lib/dpkg/status.d" ]]; then # extracted, not installed: no dpkg database
+    cat "$tmp/rootfs/var/lib/dpkg/status.d"/* | awk '/^Package:/ { p = $2 } /^Version:/ { print p "=" $2 }' | sort >"$tmp/packages.txt"
+  else
+    dpkg-query --admindir="$tmp/rootfs/var/lib/dpkg" -W -f '${Package}=${Version}\n' >"$tmp/packages.txt"
+  fi
   run_step "layer-$name" "packing the $name root filesystem ($(du -sh "$tmp/rootfs" | cut -f1))" "$tmp" \
     python3 "$OCI_IMAGE" layer --mtime "$suite_epoch" "$tmp/rootfs" "$tmp/layer.tar.gz"
   safe_rm "$tmp/rootfs" "$tmp/hooks"
@@ -560,9 +619,16 @@ if ! complete "$e"; then
 fi
 image_entry[pause]=$e
 
+# The operator's base: a layer, not an image (operator-image.sh adds the handler binaries).
+ensure_rootfs operator
+op_rootfs=$REPLY
+
 # --- the output directory -------------------------------------------------------------------------
 readonly IMAGE_NAMES=(etcd multigres pgctld busybox pause)
-set_key=$(for n in "${IMAGE_NAMES[@]}"; do printf '%s %s\n' "$n" "$(basename "${image_entry[$n]}")"; done | hash16)
+set_key=$({
+  for n in "${IMAGE_NAMES[@]}"; do printf '%s %s\n' "$n" "$(basename "${image_entry[$n]}")"; done
+  printf 'operator-base %s\n' "$(basename "$op_rootfs")"
+} | hash16)
 set_dir="$img_root/set-$set_key"
 if ! complete "$set_dir"; then
   t=$(new_tmp set)
@@ -571,6 +637,10 @@ if ! complete "$set_dir"; then
     printf '%s %s\n' "$(<"${image_entry[$n]}/ref")" "$n.tar" >>"$t/images.txt"
     printf '%s: %s\n' "$n" "$(<"${image_entry[$n]}/info")" >>"$t/versions.txt"
   done
+  for f in layer.tar.gz layer.tar.gz.json packages.txt; do
+    ln "$op_rootfs/$f" "$t/operator-base.${f#layer.}" 2>/dev/null || cp "$op_rootfs/$f" "$t/operator-base.${f#layer.}"
+  done
+  printf 'operator-base: %s\n' "$(grep -E '^(libc6|libgcc-s1|ca-certificates)=' "$op_rootfs/packages.txt" | paste -sd ' ')" >>"$t/versions.txt"
   publish "$t" "$set_dir"
 fi
 
@@ -581,7 +651,7 @@ done
 # Entries this run used (or could rebuild from) are marked; entries unused for
 # MULTIGRES_E2E_IMAGE_CACHE_DAYS days (default 14) are removed.
 used=("$set_dir" "$go_entry" "$img_root/layer-busybox-$busybox_key"
-  "$img_root/rootfs-multigres-$mg_rootfs_key" "$img_root/rootfs-pgctld-$pg_rootfs_key")
+  "$img_root/rootfs-multigres-$mg_rootfs_key" "$img_root/rootfs-pgctld-$pg_rootfs_key" "$op_rootfs")
 for n in "${IMAGE_NAMES[@]}"; do used+=("${image_entry[$n]}"); done
 for d in "${used[@]}"; do [[ ! -d "$d" ]] || touch "$d/.used"; done
 prune_days=${MULTIGRES_E2E_IMAGE_CACHE_DAYS:-14}

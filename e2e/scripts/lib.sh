@@ -265,9 +265,9 @@ SERVICE_CIDR=10.96.0.0/16
 # The iptables chain that keeps node traffic on the machine (see node-up.sh).
 NODE_GUARD_CHAIN=MULTIGRES-E2E-GUARD
 # Start order; stopped in reverse.
-NODE_COMPONENTS=(containerd local-volumes coredns kube-proxy kubelet)
+NODE_COMPONENTS=(containerd local-volumes coredns api-relay kube-proxy kubelet)
 # Binaries whose processes belong to the node when their command line names $NODE_DIR.
-NODE_PROCESS_NAMES=(containerd containerd-shim-runc-v2 kubelet kube-proxy coredns local-volumes)
+NODE_PROCESS_NAMES=(containerd containerd-shim-runc-v2 kubelet kube-proxy coredns local-volumes socat)
 
 # node_leftovers: prints "pid name" for every process of the real node: its daemons and shims
 # (by their paths under $CLUSTER_DIR) and every process in a pod's cgroup (kubepods, which only

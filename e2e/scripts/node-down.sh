@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stops the real node that node-up.sh started and removes what it left on this machine: the kubelet
 # first (so it restarts nothing), then every container (killed through containerd), kube-proxy
-# (and its iptables rules, with `kube-proxy --cleanup`), CoreDNS, the volume provisioner and
+# (and its iptables rules, with `kube-proxy --cleanup`), the API server relay, CoreDNS, the volume provisioner and
 # containerd with its shims; then the pods' network namespaces, the guard chain, the bridge, the
 # mounts under the node's directory and the directory itself; the two sysctls it switched on get
 # their previous values back. Finally it checks that nothing is left (processes, mounts, network
@@ -50,7 +50,7 @@ if [[ -S "$CONTAINERD_SOCK" ]] && ctr_ version >/dev/null 2>&1; then
   for t in "${tasks[@]}"; do ctr_ tasks delete -f "$t" >/dev/null 2>&1 || true; done
   ((${#tasks[@]} == 0)) || log "killed ${#tasks[@]} container task(s)"
 fi
-stop_group "$grace" kube-proxy coredns local-volumes || rc=1
+stop_group "$grace" kube-proxy api-relay coredns local-volumes || rc=1
 stop_group "$grace" containerd || rc=1
 kill_node_leftovers
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Adds one real node to the running local control plane (e2e/scripts/cluster-up.sh), beside the
 # kwok nodes: containerd + runc (Debian's packages) with a CNI bridge, kubelet and kube-proxy
-# (iptables mode) built from the k8s tools module, CoreDNS serving cluster.local to its pods, a
+# (iptables mode) built from the k8s tools module, CoreDNS serving cluster.local to its pods, the
+# API server at the `kubernetes` Service (so pods use their ServiceAccounts in-cluster), a
 # provisioner of `local` PersistentVolumes (StorageClass real-node-local, fsGroup-aware), and the
 # images of e2e/scripts/build-images.sh imported into containerd, so pods run real processes.
 #
@@ -13,7 +14,7 @@
 # traffic of this machine that kube-proxy would send to an address off the bridge (the kwok nodes'
 # pods only exist on paper).
 #
-# Needs root, and the Debian packages `make deps` installs (containerd, runc,
+# Needs root, and the Debian packages `make deps` installs (containerd, runc, socat,
 # containernetworking-plugins, iptables, conntrack). Returns when the node is Ready and its
 # images are imported; running it again while the node is up changes nothing. Stopped by
 # node-down.sh, and by cluster-down.sh with the rest. Env: MULTIGRES_E2E_WORK,
@@ -29,7 +30,7 @@ STARTUP_TIMEOUT=${MULTIGRES_E2E_STARTUP_TIMEOUT:-180}
 # --- prerequisites ----------------------------------------------------------------------------------
 ((EUID == 0)) || die "the real node needs root (containerd, kubelet, network devices, iptables)"
 missing=()
-for cmd in containerd containerd-shim-runc-v2 runc ctr iptables ip conntrack mount umount nsenter; do
+for cmd in containerd containerd-shim-runc-v2 runc ctr iptables ip conntrack mount umount nsenter socat; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
 done
 CNI_BIN_DIR=/usr/lib/cni
@@ -37,7 +38,7 @@ for plugin in bridge host-local loopback portmap; do
   [[ -x "$CNI_BIN_DIR/$plugin" ]] || missing+=("CNI plugin $CNI_BIN_DIR/$plugin")
 done
 ((${#missing[@]} == 0)) || die "missing: ${missing[*]} (run \`make deps\`: it installs containerd, runc," \
-  "containernetworking-plugins, iptables and conntrack)"
+  "containernetworking-plugins, iptables, conntrack and socat)"
 [[ -f /proc/sys/net/bridge/bridge-nf-call-iptables ]] ||
   modprobe br_netfilter 2>/dev/null || [[ -f /proc/sys/net/bridge/bridge-nf-call-iptables ]] ||
   die "the kernel has no bridge netfilter (br_netfilter): Service addresses would not work between pods"
@@ -322,6 +323,34 @@ cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
 }
 EOF
 start coredns "$NODE_BIN/coredns" -conf "$NODE_DIR/config/Corefile"
+
+# --- the API server for pods ----------------------------------------------------------------------
+# The API server listens on loopback only, which a pod cannot reach (and an EndpointSlice may not
+# name). socat relays the node's address to it, and the `kubernetes` Service's EndpointSlice names
+# that address, so in-cluster clients (KUBERNETES_SERVICE_HOST=10.96.0.1) work as on any cluster.
+# The API server's own endpoint reconciler is off (cluster-up.sh), so nothing overwrites the slice.
+# The lock file puts $NODE_DIR on socat's command line, which is how node-down finds its children.
+start api-relay "$(command -v socat)" -L "$NODE_DIR/api-relay.lock" \
+  "TCP-LISTEN:$APISERVER_PORT,bind=$NODE_IP,fork,reuseaddr" "TCP:127.0.0.1:$APISERVER_PORT"
+wait_until "the API server answers at $NODE_IP:$APISERVER_PORT" \
+  curl --noproxy '*' -s -o /dev/null --cacert "$PKI/ca.crt" "https://$NODE_IP:$APISERVER_PORT/readyz"
+kubectl_ apply -f - >>"$LOG_DIR/node-objects.log" 2>&1 <<EOF ||
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kubernetes
+  namespace: default
+  labels:
+    kubernetes.io/service-name: kubernetes
+    endpointslice.kubernetes.io/managed-by: multigres-e2e
+addressType: IPv4
+endpoints:
+- addresses: ["$NODE_IP"]
+  conditions: {ready: true}
+ports:
+- {name: https, port: $APISERVER_PORT, protocol: TCP}
+EOF
+  { log_tail node-objects; die "creating the kubernetes Service's EndpointSlice failed"; }
 
 start local-volumes "$LOCAL_VOLUMES" --kubeconfig "$NODE_DIR/config/local-volumes.kubeconfig" \
   --node "$NODE_NAME" --root "$NODE_DIR/volumes" --provisioner multigres.com/e2e-local

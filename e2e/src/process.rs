@@ -129,13 +129,7 @@ impl Handler {
     /// Kubernetes API writes (create, update, patch, delete) the process has sent so far to
     /// the objects it manages (Lease renewals of leader election are not counted).
     pub async fn api_writes(&self) -> u64 {
-        let text = self.metrics().await;
-        metric_sum(&text, "multigres_api_requests_total", |labels| {
-            !labels.contains(r#"resource="leases""#)
-                && ["create", "update", "patch", "delete", "deletecollection"]
-                    .iter()
-                    .any(|v| labels.contains(&format!("verb=\"{v}\"")))
-        })
+        api_writes(&self.metrics().await)
     }
 
     /// Whether the process reports itself as the active replica (`multigres_leader` 1).
@@ -220,6 +214,16 @@ fn samples<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = (&'a str, u
             (labels.is_empty() || labels.starts_with('{')).then_some((labels, value))
         })
         .filter_map(|(labels, value)| Some((labels, value.parse::<f64>().ok()? as u64)))
+}
+
+/// Writes to the API server other than leader election's, from a handler's /metrics text.
+pub fn api_writes(metrics: &str) -> u64 {
+    metric_sum(metrics, "multigres_api_requests_total", |labels| {
+        !labels.contains(r#"resource="leases""#)
+            && ["create", "update", "patch", "delete", "deletecollection"]
+                .iter()
+                .any(|v| labels.contains(&format!("verb=\"{v}\"")))
+    })
 }
 
 /// Sum of the samples of metric `name` whose label text (`{...}`) passes `filter`.

@@ -22,6 +22,8 @@ pub struct Span {
     pub kind: String,
     /// `service.name` of the resource that emitted the span.
     pub service: String,
+    /// The attributes of that resource (`k8s.pod.name`, ...).
+    pub resource: BTreeMap<String, String>,
     pub start_ns: u64,
     pub end_ns: u64,
     pub attributes: BTreeMap<String, String>,
@@ -138,6 +140,7 @@ pub fn parse_trace(body: &Value) -> Vec<Span> {
                     name: s["name"].as_str().unwrap_or_default().to_string(),
                     kind: s["kind"].as_str().unwrap_or_default().to_string(),
                     service: service.clone(),
+                    resource: resource.clone(),
                     start_ns: int(&s["startTimeUnixNano"]),
                     end_ns: int(&s["endTimeUnixNano"]),
                     attributes: attributes(&s["attributes"]),
