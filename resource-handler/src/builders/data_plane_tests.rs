@@ -513,3 +513,56 @@ fn the_disruption_budget_covers_the_pooler_pods_one_at_a_time() {
         objects.statefulset.metadata.owner_references
     );
 }
+
+/// Runs the postgres container's command as the pod would, with `PGDATA` at a fresh directory
+/// (holding `PG_VERSION` when `earlier_data`) and `true` in place of pgctld; returns whether
+/// `standby.signal` is there afterwards.
+fn standby_signal_after_start(earlier_data: bool) -> bool {
+    let pooler: MultiPooler = input("pooler");
+    let pod = pooler_pod(&pooler);
+    let command = container(&pod, "postgres")
+        .command
+        .clone()
+        .expect("a command");
+    let pgdata = std::env::temp_dir().join(format!(
+        "pgctld-start-{}-{earlier_data}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&pgdata);
+    std::fs::create_dir_all(&pgdata).expect("temp PGDATA");
+    if earlier_data {
+        std::fs::write(pgdata.join("PG_VERSION"), "17\n").expect("PG_VERSION");
+    }
+    let (program, rest) = command.split_first().expect("a program");
+    let (last, script) = rest.split_last().expect("sh -c SCRIPT pgctld");
+    assert!(
+        last.ends_with("/pgctld"),
+        "the script execs pgctld: {command:?}"
+    );
+    let status = std::process::Command::new(program)
+        .args(script)
+        .arg("true")
+        .arg("server")
+        .env("PGDATA", &pgdata)
+        .status()
+        .expect("sh runs");
+    assert!(status.success(), "{command:?} exited with {status}");
+    let signal = pgdata.join("standby.signal").exists();
+    let _ = std::fs::remove_dir_all(&pgdata);
+    signal
+}
+
+#[test]
+fn a_restarted_pooler_starts_postgres_as_a_standby() {
+    assert!(
+        standby_signal_after_start(true),
+        "data from an earlier life of the pod gets standby.signal: Multigres v0.1.0 starts \
+         postgres with a plain start (go/services/multipooler/manager/manager.go, startPostgres), \
+         as a primary unless the file exists (only go/cmd/pgctld/command/restart.go writes it), \
+         and a returning primary must resign so multiorch elects at a new term"
+    );
+    assert!(
+        !standby_signal_after_start(false),
+        "an empty data directory is left to initdb or a restore"
+    );
+}

@@ -58,6 +58,14 @@ const POOLER_DIR: &str = "/var/lib/pooler";
 /// own a mount point.
 const PGDATA: &str = "/var/lib/pooler/pg_data";
 const PGCTLD_BINARY: &str = "/usr/local/bin/pgctld";
+/// Run by `sh -c` before pgctld: postgres data from an earlier life of this pod (`PG_VERSION`)
+/// gets `standby.signal`, so a restarted primary comes back read-only. Multigres v0.1.0 starts
+/// postgres with a plain start, as a primary unless that file exists
+/// (`go/services/multipooler/manager/manager.go`, `startPostgres`; only
+/// `go/cmd/pgctld/command/restart.go` writes the file); a standby then publishes its resignation
+/// and multiorch elects a primary at a new term, instead of the old primary serving at a term
+/// its standbys have revoked and never streaming again.
+const PGCTLD_START: &str = r#"if [ -f "$PGDATA/PG_VERSION" ] && [ ! -f "$PGDATA/standby.signal" ]; then : >"$PGDATA/standby.signal"; fi; exec "$0" "$@""#;
 /// The shard a pooler serves. v0.1.0 requires each flag ("table group is required", "shard is
 /// required": go/services/multipooler/init.go) and accepts only these values (MVP validation in
 /// go/services/multipooler/manager/manager.go).
@@ -310,7 +318,12 @@ impl<'a> Password<'a> {
 
 fn postgres_container(shape: &PodShape, image: &str, shared: &Shared) -> Container {
     let mut postgres = shape.container("postgres", image);
-    postgres.command = Some(vec![PGCTLD_BINARY.to_string()]);
+    postgres.command = Some(vec![
+        "/bin/sh".to_string(),
+        "-c".to_string(),
+        PGCTLD_START.to_string(),
+        PGCTLD_BINARY.to_string(),
+    ]);
     postgres.args = Some(vec![
         "server".to_string(),
         format!("--pooler-dir={POOLER_DIR}"),
