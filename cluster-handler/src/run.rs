@@ -22,6 +22,7 @@ use crate::{cell, cluster};
 #[command(
     name = "cluster-handler",
     version,
+    after_help = shared::cli::ENVIRONMENT_HELP,
     about = "Reconciles MultigresCluster and Cell objects into Multigres component objects."
 )]
 pub struct Args {

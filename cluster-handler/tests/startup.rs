@@ -18,3 +18,8 @@ fn missing_kubeconfig_exits_nonzero_with_a_hint() {
 fn invalid_flag_is_refused_by_the_parser() {
     startup::invalid_flag_is_refused(BIN);
 }
+
+#[test]
+fn help_names_the_environment() {
+    startup::help_names_the_environment(BIN);
+}

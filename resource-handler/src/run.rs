@@ -29,6 +29,7 @@ use crate::reconcile::{error_policy, reconcile};
 #[command(
     name = "resource-handler",
     version,
+    after_help = shared::cli::ENVIRONMENT_HELP,
     about = "Reconciles Etcd, MultiGateway, MultiOrch and MultiPooler objects into workloads."
 )]
 pub struct Args {

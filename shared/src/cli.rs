@@ -5,6 +5,21 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+/// The environment both handlers read besides their flags' own variables, printed after
+/// `--help`'s flags.
+pub const ENVIRONMENT_HELP: &str = "\
+Environment:
+  KUBECONFIG                    kubeconfig file; in a pod, its ServiceAccount is used
+  RUST_LOG                      log filter (default info; an invalid value falls back to info)
+  OTEL_EXPORTER_OTLP_ENDPOINT   where spans go (also OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
+                                without it nothing is exported, logs still carry trace_id
+  OTEL_EXPORTER_OTLP_PROTOCOL   grpc (default) or http/protobuf
+  OTEL_TRACES_SAMPLER           always_on, always_off, traceidratio, parentbased_* (default
+                                parentbased_traceidratio at 1.0), with OTEL_TRACES_SAMPLER_ARG
+  OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_SDK_DISABLED, OTEL_TRACES_EXPORTER,
+  OTEL_BSP_*                    as the OpenTelemetry specification defines them
+  POD_NAME, POD_NAMESPACE       the pod (Downward API): the leader identity, k8s.* attributes";
+
 /// How log lines are written to stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {

@@ -106,6 +106,33 @@ pub mod startup {
         assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value 'yaml'"));
     }
+
+    /// `--help` names the environment a user configures besides the flags.
+    pub fn help_names_the_environment(bin: &str) {
+        let out = Command::new(bin)
+            .arg("--help")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {bin}: {e}"));
+        assert!(
+            out.status.success(),
+            "{bin} --help exited with {}",
+            out.status
+        );
+        let help = String::from_utf8_lossy(&out.stdout);
+        for variable in [
+            "KUBECONFIG",
+            "RUST_LOG",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "OTEL_TRACES_SAMPLER",
+            "POD_NAME",
+        ] {
+            assert!(
+                help.contains(variable),
+                "{bin} --help does not name {variable}:\n{help}"
+            );
+        }
+    }
 }
 
 /// Makes `subscriber` this thread's default until the guard drops, such that this thread's spans

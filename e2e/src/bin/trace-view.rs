@@ -1,7 +1,7 @@
 //! Prints one trace from Tempo as an indented waterfall: service, span, key attributes, start
 //! offset, duration, status.
 //!
-//!     cargo run -p e2e --bin trace-view -- <trace-id> [--tempo http://127.0.0.1:3200] [--all]
+//!     cargo run -p e2e --bin trace-view -- <trace-id> [--tempo URL (default $TEMPO_URL)] [--all]
 //!
 //! The API server's internal spans (below its request span) are folded into a count unless
 //! `--all` is given.
@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::Parser;
 use e2e::tempo::{Span, Tempo};
 
 const KEY_ATTRIBUTES: [&str; 5] = [
@@ -20,38 +21,43 @@ const KEY_ATTRIBUTES: [&str; 5] = [
     "http.response.status_code",
 ];
 
-fn usage() -> ExitCode {
-    eprintln!("usage: trace-view <trace-id> [--tempo URL] [--all]");
-    ExitCode::from(2)
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "trace-view",
+    about = "Prints one trace from Tempo as an indented waterfall: service, span, key attributes, \
+             start offset, duration, status. Waits until the trace stops growing (its spans \
+             arrive from several processes).",
+    after_help = "Example:\n  trace-view $(kubectl get mgc NAME -o jsonpath='{.status.lastTraceId}')"
+)]
+struct Args {
+    /// The trace id: 32 hex digits, e.g. a MultigresCluster's status.lastTraceId.
+    #[arg(value_parser = parse_trace_id)]
+    trace_id: String,
+    /// Tempo's query API.
+    #[arg(long, env = "TEMPO_URL", default_value = "http://127.0.0.1:3200")]
+    tempo: String,
+    /// Show the API server's internal spans too (otherwise folded into a count below its
+    /// request span).
+    #[arg(long)]
+    all: bool,
+}
+
+fn parse_trace_id(id: &str) -> Result<String, String> {
+    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(id.to_ascii_lowercase())
+    } else {
+        Err("not a trace id (32 hex digits)".to_string())
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let mut trace_id = None;
-    let mut tempo_url =
-        std::env::var("TEMPO_URL").unwrap_or_else(|_| "http://127.0.0.1:3200".into());
-    let mut all = false;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--tempo" => match args.next() {
-                Some(url) => tempo_url = url,
-                None => return usage(),
-            },
-            "--all" => all = true,
-            "-h" | "--help" => return usage(),
-            id if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                trace_id = Some(id.to_ascii_lowercase())
-            }
-            other => {
-                eprintln!("not a trace id (32 hex digits): {other}");
-                return usage();
-            }
-        }
-    }
-    let Some(trace_id) = trace_id else {
-        return usage();
-    };
+    let Args {
+        trace_id,
+        tempo: tempo_url,
+        all,
+    } = Args::parse();
     let tempo = Tempo::new(&tempo_url);
     // Spans of three processes arrive in batches; wait until the count stops growing.
     let mut spans = Vec::new();
@@ -172,4 +178,35 @@ fn count(span: &Span, children: &BTreeMap<&str, Vec<&Span>>) -> usize {
     1 + children
         .get(span.span_id.as_str())
         .map_or(0, |kids| kids.iter().map(|k| count(k, children)).sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Args;
+
+    #[test]
+    fn the_arguments_are_a_trace_id_and_a_tempo_that_defaults_to_tempo_url() {
+        let args = Args::try_parse_from([
+            "trace-view",
+            "0123456789ABCDEF0123456789abcdef",
+            "--tempo",
+            "http://tempo:3200",
+            "--all",
+        ])
+        .expect("valid arguments");
+        assert_eq!(args.trace_id, "0123456789abcdef0123456789abcdef");
+        assert_eq!(args.tempo, "http://tempo:3200");
+        assert!(args.all);
+        let refused = Args::try_parse_from(["trace-view", "not-a-trace"]).expect_err("refused");
+        assert!(
+            refused
+                .to_string()
+                .contains("not a trace id (32 hex digits)"),
+            "{refused}"
+        );
+        let help = Args::command().render_long_help().to_string();
+        assert!(help.contains("TEMPO_URL"), "{help}");
+    }
 }
