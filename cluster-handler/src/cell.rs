@@ -229,6 +229,7 @@ async fn reconcile_in_span(
         Ok(shard) => shard.map(|s| ShardStatus {
             primary: s.primary,
             standbys: s.standbys,
+            streaming: s.streaming,
         }),
         // Already on the span; the status keeps what it last knew.
         Err(_) => previous.and_then(|s| s.shard.clone()),

@@ -330,6 +330,7 @@ async fn reconcile_in_span(
                     shard = Some(ShardStatus {
                         primary: registered.primary.clone(),
                         standbys: registered.standbys,
+                        streaming: registered.streaming,
                     });
                 }
                 // A cell is created only once its records are in the topology; cells that

@@ -28,7 +28,7 @@ pub struct Context {
     pub ensured: Mutex<HashSet<(String, String)>>,
     /// HTTP client for the clusters' etcd, `None` when this handler does not manage the
     /// Multigres topology.
-    pub topology: Option<reqwest::Client>,
+    pub topology: Option<crate::topology::etcd::Topology>,
 }
 
 impl Context {

@@ -57,7 +57,7 @@ impl Args {
         let common = self.common.clone();
         let topology = self
             .manage_topology
-            .then(|| crate::topology::etcd::http_client(self.cluster_dns))
+            .then(|| crate::topology::etcd::Topology::new(self.cluster_dns))
             .transpose()?;
         started
             .serve(&self.common.leader, CLUSTER_HANDLER_MANAGER, |stop| {
@@ -78,7 +78,7 @@ async fn controllers(
     common: CommonArgs,
     client: kube::Client,
     metrics: Arc<Metrics>,
-    topology: Option<reqwest::Client>,
+    topology: Option<crate::topology::etcd::Topology>,
     stop: Stop,
 ) -> anyhow::Result<()> {
     let etcds = SharedWatch::<Etcd>::new(CLUSTER_HANDLER_MANAGER);

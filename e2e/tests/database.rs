@@ -84,7 +84,7 @@ async fn a_minimal_cluster_serves_sql_through_the_gateway_and_replicates() {
             let n = psql(&env, &ns, &gateway, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")?;
             let s = api.get(CLUSTER).await.map_err(|e| e.to_string())?.status.unwrap_or_default();
             match s.shard {
-                Some(shard) if n == "1" && shard.standbys == 1 => Ok(shard),
+                Some(shard) if n == "1" && shard.standbys == 1 && shard.streaming == 1 => Ok(shard),
                 other => Err(format!("{n} streaming, status {other:?}")),
             }
         })

@@ -57,14 +57,14 @@ async fn lose_the_primary_pod(poolers: i32) {
         sql("CREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY, note text)").await;
         sql("INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 1000) g ON CONFLICT DO NOTHING").await;
         sql("CREATE TABLE IF NOT EXISTS probes (at timestamptz)").await;
-        let before = wait_until("every standby registered", TIMEOUT, || async {
+        let every_standby_streams = || async {
             let s = api.get(CLUSTER).await.map_err(|e| e.to_string())?.status.unwrap_or_default();
             match s.shard {
-                Some(shard) if shard.standbys == poolers - 1 && shard.primary.is_some() => Ok(shard),
+                Some(shard) if shard.streaming == poolers - 1 && shard.primary.is_some() => Ok(shard),
                 other => Err(format!("{other:?}")),
             }
-        })
-        .await;
+        };
+        let before = wait_until("every standby streaming", TIMEOUT, every_standby_streams).await;
 
         let primary = before.primary.clone().expect("a primary");
         Api::<Pod>::namespaced(client.clone(), &ns)
@@ -95,6 +95,8 @@ async fn lose_the_primary_pod(poolers: i32) {
         assert_eq!(sql("SELECT count(*) FROM items").await, "1000", "every row survived");
         let after = wait_primary(&api, CLUSTER).await;
         eprintln!("after the failover: {:?}", after.shard);
+        let streaming = wait_until("every standby streaming from the primary again", TIMEOUT, every_standby_streams).await;
+        eprintln!("{} standbys stream from {:?}", streaming.streaming, streaming.primary);
     })
     .await;
 }

@@ -46,23 +46,43 @@ pub enum EtcdError {
     },
 }
 
-/// HTTP client for etcd; `cluster_dns` (an IP) resolves cluster names such as
-/// `demo-etcd-client.prod.svc` when the handler runs outside the cluster.
-pub fn http_client(cluster_dns: Option<IpAddr>) -> anyhow::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT);
-    if let Some(ip) = cluster_dns {
-        builder = builder.dns_resolver(Arc::new(ClusterDns::new(ip)?));
-    }
-    Ok(builder.build()?)
+/// Clients of a cluster's topology: HTTP for etcd, and the resolver that also finds the
+/// poolers' addresses (`cluster_dns`, an IP, resolves cluster names such as
+/// `demo-etcd-client.prod.svc` when the handler runs outside the cluster).
+#[derive(Clone)]
+pub struct Topology {
+    pub http: reqwest::Client,
+    pub dns: Arc<Dns>,
 }
 
-/// Resolves names through one DNS server with the search path of a pod (`cluster.local`).
-struct ClusterDns(TokioResolver);
+impl Topology {
+    pub fn new(cluster_dns: Option<IpAddr>) -> anyhow::Result<Self> {
+        let dns = Arc::new(match cluster_dns {
+            Some(ip) => Dns::cluster(ip)?,
+            None => Dns::System,
+        });
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT);
+        if matches!(*dns, Dns::Cluster(_)) {
+            builder = builder.dns_resolver(dns.clone());
+        }
+        Ok(Self {
+            http: builder.build()?,
+            dns,
+        })
+    }
+}
 
-impl ClusterDns {
-    fn new(ip: IpAddr) -> anyhow::Result<Self> {
+/// How cluster names are resolved: the system's resolver (in a pod, the cluster's DNS), or one
+/// DNS server with the search path of a pod (`cluster.local`).
+pub enum Dns {
+    System,
+    Cluster(Box<TokioResolver>),
+}
+
+impl Dns {
+    fn cluster(ip: IpAddr) -> anyhow::Result<Self> {
         let config = ResolverConfig::from_parts(
             None,
             vec![Name::from_ascii("cluster.local.")?],
@@ -71,15 +91,41 @@ impl ClusterDns {
         let mut builder =
             TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
         builder.options_mut().ndots = 5;
-        Ok(Self(builder.build()?))
+        Ok(Self::Cluster(Box::new(builder.build()?)))
+    }
+
+    /// The first address of `host`.
+    pub async fn lookup(&self, host: &str) -> Result<IpAddr, String> {
+        let found = match self {
+            Dns::System => tokio::net::lookup_host((host, 0))
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|a| a.ip())
+                .next(),
+            Dns::Cluster(resolver) => resolver
+                .lookup_ip(host)
+                .await
+                .map_err(|e| e.to_string())?
+                .iter()
+                .next(),
+        };
+        found.ok_or_else(|| format!("{host} has no address"))
     }
 }
 
-impl reqwest::dns::Resolve for ClusterDns {
+impl reqwest::dns::Resolve for Dns {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let resolver = self.0.clone();
         let host = name.as_str().to_string();
+        let resolver = match self {
+            Dns::Cluster(r) => Some(r.clone()),
+            Dns::System => None,
+        };
         Box::pin(async move {
+            let Some(resolver) = resolver else {
+                let addrs: Vec<SocketAddr> =
+                    tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+                return Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs);
+            };
             let ips = resolver.lookup_ip(host.as_str()).await?;
             let addrs: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(ip, 0)).collect();
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)

@@ -7,6 +7,7 @@
 
 pub mod etcd;
 pub mod records;
+pub mod replication;
 
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
@@ -70,7 +71,7 @@ pub async fn ensure(
     cluster: &MultigresCluster,
     children: &ClusterChildren,
 ) -> Result<State, TopologyError> {
-    let Some(http) = &ctx.topology else {
+    let Some(topology) = &ctx.topology else {
         return Ok(State::NotManaged);
     };
     let live = ctx.etcds.get(&ObjectRef::from(&children.etcd));
@@ -97,9 +98,10 @@ pub async fn ensure(
         multigres.topology.cells = desired.cells.len(),
         multigres.topology.writes = tracing::field::Empty,
     );
-    let etcd = Etcd::new(http.clone(), &address);
-    let (writes, shard) =
+    let etcd = Etcd::new(topology.http.clone(), &address);
+    let (writes, mut shard) =
         shared::telemetry::spans::run_in(span.clone(), sync(&etcd, &desired)).await?;
+    shard.count_streaming(&topology.dns).await;
     span.record("multigres.topology.writes", writes.len());
     for write in &writes {
         tracing::info!(
@@ -175,7 +177,7 @@ async fn read_poolers(
 /// The shard as the poolers of one cell registered it, in a `read topology` span; `None` when
 /// this handler does not manage the topology.
 pub async fn cell_shard(ctx: &Context, cell: &Cell) -> Result<Option<Shard>, TopologyError> {
-    let Some(http) = &ctx.topology else {
+    let Some(topology) = &ctx.topology else {
         return Ok(None);
     };
     let topo = &cell.spec.topo;
@@ -193,7 +195,7 @@ pub async fn cell_shard(ctx: &Context, cell: &Cell) -> Result<Option<Shard>, Top
         multigres.topology.address = %address,
         multigres.cell = %cell.spec.name,
     );
-    let etcd = Etcd::new(http.clone(), address);
+    let etcd = Etcd::new(topology.http.clone(), address);
     let mut shard = Shard::default();
     shared::telemetry::spans::run_in(
         span,
@@ -205,5 +207,6 @@ pub async fn cell_shard(ctx: &Context, cell: &Cell) -> Result<Option<Shard>, Top
         ),
     )
     .await?;
+    shard.count_streaming(&topology.dns).await;
     Ok(Some(shard))
 }

@@ -153,6 +153,9 @@ pub struct PoolerRecord {
     pub serving_status: i32,
     #[prost(string, tag = "8")]
     pub hostname: String,
+    /// Its ports by name (`grpc`, `http`, `postgres`, `pgbackrest`; go/services/multipooler/init.go).
+    #[prost(map = "string, int32", tag = "9")]
+    pub port_map: std::collections::HashMap<String, i32>,
 }
 
 const POOLER_TYPE_PRIMARY: i32 = 1;
@@ -166,11 +169,17 @@ pub fn poolers_prefix(root: &str, cell: &str) -> String {
 }
 
 /// What the pooler records say about the shard: its primary (the pod, from the hostname the
-/// pooler registered) and how many replicas serve.
+/// pooler registered), how many replicas serve, and how many of those stream from the primary
+/// (asked of each replica by [`Shard::count_streaming`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Shard {
     pub primary: Option<String>,
     pub standbys: i32,
+    pub streaming: i32,
+    /// The primary's registered hostname, which a streaming standby's primary_conninfo names.
+    primary_host: Option<String>,
+    /// `(hostname, gRPC port)` of each serving replica.
+    replicas: Vec<(String, u16)>,
 }
 
 impl Shard {
@@ -184,11 +193,27 @@ impl Shard {
                 POOLER_TYPE_PRIMARY => {
                     let pod = pooler.hostname.split('.').next().unwrap_or_default();
                     self.primary = Some(pod.to_string());
+                    self.primary_host = Some(pooler.hostname);
                 }
-                POOLER_TYPE_REPLICA if pooler.serving_status == SERVING => self.standbys += 1,
+                POOLER_TYPE_REPLICA if pooler.serving_status == SERVING => {
+                    self.standbys += 1;
+                    let grpc = pooler.port_map.get("grpc").copied().unwrap_or_default();
+                    if let Ok(port) = u16::try_from(grpc) {
+                        self.replicas.push((pooler.hostname, port));
+                    }
+                }
                 _ => {}
             }
         }
+    }
+
+    /// Asks every serving replica whether it streams from the primary; sets `streaming`.
+    pub async fn count_streaming(&mut self, dns: &super::etcd::Dns) {
+        let Some(primary) = self.primary_host.clone() else {
+            self.streaming = 0;
+            return;
+        };
+        self.streaming = super::replication::count_streaming(dns, &self.replicas, &primary).await;
     }
 }
 
@@ -498,6 +523,7 @@ mod tests {
                 pooler_type,
                 serving_status,
                 hostname: hostname.into(),
+                port_map: [("grpc".to_string(), 15270), ("http".to_string(), 15200)].into(),
             }
             .encode_to_vec()
         };
@@ -511,12 +537,18 @@ mod tests {
         let mut shard = Shard::default();
         shard.add(records.iter().map(Vec::as_slice));
         assert_eq!(
-            shard,
-            Shard {
-                primary: Some("p-0".into()),
-                standbys: 1
-            },
+            (shard.primary.as_deref(), shard.standbys),
+            (Some("p-0"), 1),
             "a REPLICA that is NOT_SERVING is no standby; UNKNOWN and garbage count for nothing"
+        );
+        assert_eq!(
+            (shard.primary_host.as_deref(), shard.replicas.as_slice()),
+            (
+                Some("p-0.p.ns.svc.cluster.local"),
+                &[("p-1.p.ns.svc.cluster.local".to_string(), 15270)][..]
+            ),
+            "the standby is asked on the gRPC port it registered whether it streams from the \
+             primary's registered host"
         );
         assert_eq!(
             poolers_prefix("/multigres/global", "zone-a"),

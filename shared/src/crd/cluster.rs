@@ -33,6 +33,11 @@ use super::components::EtcdSpec;
         json_path = ".status.shard.primary"
     ),
     printcolumn(
+        name = "Streaming",
+        type_ = "integer",
+        json_path = ".status.shard.streaming"
+    ),
+    printcolumn(
         name = "Cells",
         type_ = "integer",
         json_path = ".status.cells.replicas"

@@ -436,9 +436,14 @@ pub struct ShardStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary: Option<String>,
 
-    /// Replicas that serve (streaming standbys).
+    /// Replicas registered in the topology as serving.
     #[serde(default)]
     pub standbys: i32,
+
+    /// Standbys whose WAL receiver streams from the primary, as each one's multipooler reports
+    /// it; a standby that does not answer is not counted.
+    #[serde(default)]
+    pub streaming: i32,
 }
 
 /// Status of one component: what its workload reports, and which trace last acted on it.
