@@ -156,3 +156,15 @@ pub async fn install_crds(client: &Client) -> Vec<String> {
     }
     names
 }
+
+/// The holder of Lease `ns/name`, if any.
+pub async fn lease_holder(client: &Client, ns: &str, name: &str) -> Option<String> {
+    Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+        .filter(|h| !h.is_empty())
+}

@@ -9,6 +9,7 @@ use e2e::cluster::{
     TIMEOUT, cell_leftovers, cell_objects, deployment_replicas, sample, wait_healthy,
 };
 use e2e::identity::{Identity, OPERATOR_NS};
+use e2e::k8s::lease_holder;
 use e2e::process::{Handler, HandlerOptions, metric_sum};
 use e2e::{TestEnv, install_crds, wait_until, with_namespace};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -37,18 +38,6 @@ fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> Result<(), S
         Err(kube::Error::Api(status)) if status.code == 403 => Ok(()),
         other => Err(format!("expected 403 Forbidden, got {other:?}")),
     }
-}
-
-/// The holder of Lease `ns/name`, if any.
-async fn lease_holder(client: &Client, ns: &str, name: &str) -> Option<String> {
-    Api::<Lease>::namespaced(client.clone(), ns)
-        .get_opt(name)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-        .filter(|h| !h.is_empty())
 }
 
 /// Waits until `handler` reports itself the active replica.

@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 use e2e::data_plane::{database_cluster, wait_primary};
 use e2e::env::repo_root;
 use e2e::identity::OPERATOR_NS;
+use e2e::k8s::lease_holder;
 use e2e::process::{api_writes, metric_sum};
 use e2e::real_node::{self, NODE_NAME};
 use e2e::tempo::Tempo;
 use e2e::{TestEnv, install_crds, wait_until, with_namespace};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -377,17 +377,6 @@ async fn wait_rolled_out(client: &Client, name: &str, replicas: i32) -> Vec<Pod>
     .await
 }
 
-async fn lease_holder(client: &Client, name: &str) -> Option<String> {
-    Api::<Lease>::namespaced(client.clone(), OPERATOR_NS)
-        .get_opt(name)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-        .filter(|h| !h.is_empty())
-}
-
 /// GET `http://<pod IP>:8080<path>` (this machine reaches the real node's pods on its bridge).
 async fn admin_get(pod: &Pod, path: &str) -> Result<(u16, String), String> {
     let ip = pod
@@ -410,7 +399,9 @@ async fn leader_and_standbys(client: &Client, lease: &str, pods: &[Pod]) -> (Pod
         &format!("one pod to lead {lease}, the others idle"),
         TIMEOUT,
         || async {
-            let holder = lease_holder(client, lease).await.ok_or("no holder")?;
+            let holder = lease_holder(client, OPERATOR_NS, lease)
+                .await
+                .ok_or("no holder")?;
             let leader = pods
                 .iter()
                 .find(|p| pod_name(p) == holder)
@@ -583,7 +574,7 @@ async fn installed_from_manifests_the_handlers_run_in_pods_trace_and_hand_over()
                     &format!("a standby of {lease} to hold it"),
                     LEASE_DURATION * 2,
                     || async {
-                        match lease_holder(&client, lease).await {
+                        match lease_holder(&client, OPERATOR_NS, lease).await {
                             Some(h) if standby_names.contains(&h) => Ok(h),
                             other => Err(format!("holder {other:?} (deleted {})", pod_name(leader))),
                         }
