@@ -332,8 +332,10 @@ start coredns "$NODE_BIN/coredns" -conf "$NODE_DIR/config/Corefile"
 # The lock file puts $NODE_DIR on socat's command line, which is how node-down finds its children.
 start api-relay "$(command -v socat)" -L "$NODE_DIR/api-relay.lock" \
   "TCP-LISTEN:$APISERVER_PORT,bind=$NODE_IP,fork,reuseaddr" "TCP:127.0.0.1:$APISERVER_PORT"
+# Through the relay, as a pod would: TLS checked against the name the pods use (`kubernetes`).
 wait_until "the API server answers at $NODE_IP:$APISERVER_PORT" \
-  curl --noproxy '*' -s -o /dev/null --cacert "$PKI/ca.crt" "https://$NODE_IP:$APISERVER_PORT/readyz"
+  curl --noproxy '*' -s -o /dev/null --cacert "$PKI/ca.crt" \
+  --connect-to "kubernetes:$APISERVER_PORT:$NODE_IP:$APISERVER_PORT" "https://kubernetes:$APISERVER_PORT/readyz"
 kubectl_ apply -f - >>"$LOG_DIR/node-objects.log" 2>&1 <<EOF ||
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
