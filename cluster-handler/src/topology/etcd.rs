@@ -76,6 +76,7 @@ impl Topology {
 
 /// How cluster names are resolved: the system's resolver (in a pod, the cluster's DNS), or one
 /// DNS server with the search path of a pod (`cluster.local`).
+#[derive(Clone)]
 pub enum Dns {
     System,
     Cluster(Box<TokioResolver>),
@@ -96,38 +97,40 @@ impl Dns {
 
     /// The first address of `host`.
     pub async fn lookup(&self, host: &str) -> Result<IpAddr, String> {
-        let found = match self {
+        self.addresses(host)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("{host} has no address"))
+    }
+
+    /// Every address of `host`; the one resolution path of etcd's client and the pooler dialer.
+    async fn addresses(
+        &self,
+        host: &str,
+    ) -> Result<Vec<IpAddr>, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(match self {
             Dns::System => tokio::net::lookup_host((host, 0))
-                .await
-                .map_err(|e| e.to_string())?
+                .await?
                 .map(|a| a.ip())
-                .next(),
-            Dns::Cluster(resolver) => resolver
-                .lookup_ip(host)
-                .await
-                .map_err(|e| e.to_string())?
-                .iter()
-                .next(),
-        };
-        found.ok_or_else(|| format!("{host} has no address"))
+                .collect(),
+            Dns::Cluster(resolver) => resolver.lookup_ip(host).await?.iter().collect(),
+        })
     }
 }
 
 impl reqwest::dns::Resolve for Dns {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let dns = self.clone();
         let host = name.as_str().to_string();
-        let resolver = match self {
-            Dns::Cluster(r) => Some(r.clone()),
-            Dns::System => None,
-        };
         Box::pin(async move {
-            let Some(resolver) = resolver else {
-                let addrs: Vec<SocketAddr> =
-                    tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-                return Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs);
-            };
-            let ips = resolver.lookup_ip(host.as_str()).await?;
-            let addrs: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(ip, 0)).collect();
+            let addrs: Vec<SocketAddr> = dns
+                .addresses(&host)
+                .await?
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect();
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }
