@@ -24,7 +24,7 @@ lint: ## Check formatting and clippy (warnings are errors)
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 manifests: ## Regenerate manifests/crds from the Rust types
-	$(CARGO) run -q -p multigres-shared --bin crdgen -- manifests/crds
+	$(CARGO) run -q -p multigres-api --bin crdgen -- manifests/crds
 
 audit: ## Dependency policy with cargo-deny (licenses, bans, sources, advisories when reachable)
 	./scripts/audit.sh

@@ -14,7 +14,7 @@ $CARGO build --locked --release -p cluster-handler -p resource-handler
 $CARGO build --locked --release -p e2e --bin bench
 
 echo "[bench] in-process span work (criterion)" >&2
-micro=$($CARGO bench --locked -q -p multigres-shared --bench span_work -- --noplot 2>/dev/null |
+micro=$($CARGO bench --locked -q -p multigres-runtime --bench span_work -- --noplot 2>/dev/null |
   grep -E "^reconcile span work/|time:" | paste - - | sed -E 's/ +/ /g')
 
 started=0
@@ -47,7 +47,7 @@ BENCH_REPORT=$report "$target/release/bench" "$@"
   echo
   echo "One reconcile's tracing path (extract the annotated parent, reconcile + apply spans with"
   echo "attributes, stamp the child's annotations, one request through the client layer with"
-  echo "header injection) against a fake API server; \`shared/benches/span_work.rs\`."
+  echo "header injection) against a fake API server; \`shared/runtime/benches/span_work.rs\`."
   echo
   echo '```'
   echo "$micro"

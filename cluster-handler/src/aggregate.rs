@@ -3,11 +3,11 @@
 use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
+use multigres_api::conditions::{ConditionUpdate, DEGRADED, PROGRESSING, READY};
+use multigres_api::crd::{ComponentStatus, Phase, ReadyCount};
+use multigres_api::meta::{CLUSTER_HANDLER_MANAGER, object_ref};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shared::crd::{ComponentStatus, Phase, ReadyCount};
-use shared::meta::{CLUSTER_HANDLER_MANAGER, object_ref};
-use shared::status::{ConditionUpdate, DEGRADED, PROGRESSING, READY};
 
 use crate::context::Context;
 use crate::error::Error;
@@ -166,7 +166,7 @@ pub fn core_status(
     let phase = phase(children, previous_phase, new_generation);
     let healthy = phase == Phase::Healthy && problem.is_none();
     for update in conditions(phase, children, problem) {
-        shared::status::set_condition(&mut core.conditions, update, generation, now);
+        multigres_api::conditions::set_condition(&mut core.conditions, update, generation, now);
     }
     core.observed_generation = generation;
     core.replicas = counts.replicas;
@@ -195,19 +195,24 @@ where
 {
     let object = object_ref(obj);
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let written =
-        shared::status::write_status(&api, CLUSTER_HANDLER_MANAGER, obj, previous, status)
-            .await
-            .map_err(|source| Error::Status {
-                object: object.clone(),
-                source,
-            })?;
+    let written = multigres_runtime::status::write_status(
+        &api,
+        CLUSTER_HANDLER_MANAGER,
+        obj,
+        previous,
+        status,
+    )
+    .await
+    .map_err(|source| Error::Status {
+        object: object.clone(),
+        source,
+    })?;
     if written {
         let (phase, ready) = summary;
         tracing::info!(object, phase = ?phase, ready, "status updated");
     }
     result?;
-    Ok(shared::reconcile::succeeded(
+    Ok(multigres_runtime::reconcile::succeeded(
         kind,
         &object,
         &ctx.backoffs,

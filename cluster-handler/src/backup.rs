@@ -11,8 +11,10 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
-use shared::crd::{BackupSpec, FilesystemBackupSpec, MultigresCluster, PoolerBackup, S3BackupSpec};
-use shared::meta::{
+use multigres_api::crd::{
+    BackupSpec, FilesystemBackupSpec, MultigresCluster, PoolerBackup, S3BackupSpec,
+};
+use multigres_api::meta::{
     CLUSTER_HANDLER_MANAGER, ComponentLabel, LABEL_CLUSTER, LABEL_COMPONENT, child_meta,
     is_controlled_by, standard_labels,
 };
@@ -222,7 +224,7 @@ fn generated(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::crd::{LocalSecretRef, StorageSpec};
+    use multigres_api::crd::{LocalSecretRef, StorageSpec};
 
     fn cluster(backup: Option<BackupSpec>) -> MultigresCluster {
         let mut c = MultigresCluster::new("shop", Default::default());

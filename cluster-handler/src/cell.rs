@@ -8,16 +8,16 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use shared::apply::Desired;
-use shared::crd::{
+use multigres_api::crd::{
     Cell, CellStatus, MultiGateway, MultiGatewaySpec, MultiOrch, MultiOrchSpec, MultiPooler,
     MultiPoolerSpec, Phase, ShardStatus,
 };
-use shared::meta::{
+use multigres_api::meta::{
     CLUSTER_HANDLER_MANAGER, ComponentLabel, LABEL_CELL, LABEL_CLUSTER, MAX_DNS_LABEL,
     MAX_STATEFULSET_NAME, cell_component_name, child_meta, object_ref, standard_labels,
 };
-use shared::telemetry::spans;
+use multigres_runtime::apply::Desired;
+use multigres_telemetry::spans;
 
 use crate::aggregate::{ChildReport, core_status, finish, sum};
 use crate::context::Context;
@@ -115,7 +115,8 @@ async fn reconcile_in_span(
 ) -> Result<Action, Error> {
     ctx.caches_ready().await;
     let object = object_ref(obj.as_ref());
-    let (_timer, done) = shared::reconcile::begin(KIND, &object, obj.as_ref(), &ctx.metrics);
+    let (_timer, done) =
+        multigres_runtime::reconcile::begin(KIND, &object, obj.as_ref(), &ctx.metrics);
     if let Some(done) = done {
         return Ok(done);
     }
@@ -249,7 +250,7 @@ async fn reconcile_in_span(
 
 /// Retry policy of the cell controller.
 pub fn error_policy(obj: Arc<Cell>, err: &Error, ctx: Arc<Context>) -> Action {
-    shared::reconcile::failed(
+    multigres_runtime::reconcile::failed(
         KIND,
         &object_ref(obj.as_ref()),
         err,
@@ -262,7 +263,7 @@ pub fn error_policy(obj: Arc<Cell>, err: &Error, ctx: Arc<Context>) -> Action {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::crd::{CellSpec, ComponentSpec, SecretKeyRef, TopoSpec};
+    use multigres_api::crd::{CellSpec, ComponentSpec, SecretKeyRef, TopoSpec};
 
     fn cell(name: &str) -> Cell {
         let mut c = Cell::new(
@@ -332,7 +333,7 @@ mod tests {
 
     #[test]
     fn the_cluster_observability_reaches_every_component() {
-        use shared::crd::{MultigresCluster, ObservabilitySpec, TracingMode};
+        use multigres_api::crd::{MultigresCluster, ObservabilitySpec, TracingMode};
         let cluster_with = |spec: serde_json::Value| {
             let mut c =
                 MultigresCluster::new("demo", serde_json::from_value(spec).expect("cluster spec"));
@@ -367,7 +368,7 @@ mod tests {
 
     #[test]
     fn the_cluster_allowed_networks_reach_the_pooler() {
-        use shared::crd::MultigresCluster;
+        use multigres_api::crd::MultigresCluster;
         let mut cluster = MultigresCluster::new(
             "demo",
             serde_json::from_value(serde_json::json!({

@@ -9,19 +9,19 @@ use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use shared::apply::Desired;
-use shared::crd::{
+use multigres_api::crd::{
     Cell, CellSpec, CellTemplate, ClusterStatus, ComponentSpec, Etcd, EtcdSpec, MultigresCluster,
     Phase, PoolerTemplate, ReadyCount, SecretKeyRef, ShardStatus, TopoSpec,
 };
-use shared::defaults::DEFAULT_CELL_NAME;
-use shared::meta::{
+use multigres_api::defaults::DEFAULT_CELL_NAME;
+use multigres_api::meta::{
     CLUSTER_HANDLER_MANAGER, ComponentLabel, LABEL_CELL, LABEL_CLUSTER, MAX_DNS_LABEL,
     MAX_DNS_SUBDOMAIN, MAX_STATEFULSET_NAME, cell_component_name, cell_object_name, child_meta,
     cluster_etcd_name, etcd_client_address, etcd_client_service, etcd_peer_service,
     generated_password_secret, is_controlled_by, object_ref, standard_labels,
 };
-use shared::telemetry::spans;
+use multigres_runtime::apply::Desired;
+use multigres_telemetry::spans;
 
 use crate::aggregate::{ChildReport, core_status, finish, sum};
 use crate::backup::ClaimState;
@@ -293,7 +293,8 @@ async fn reconcile_in_span(
 ) -> Result<Action, Error> {
     ctx.caches_ready().await;
     let object = object_ref(obj.as_ref());
-    let (_timer, done) = shared::reconcile::begin(KIND, &object, obj.as_ref(), &ctx.metrics);
+    let (_timer, done) =
+        multigres_runtime::reconcile::begin(KIND, &object, obj.as_ref(), &ctx.metrics);
     if let Some(done) = done {
         return Ok(done);
     }
@@ -578,7 +579,7 @@ async fn delete_stale_cells(
 
 /// Retry policy of the cluster controller.
 pub fn error_policy(obj: Arc<MultigresCluster>, err: &Error, ctx: Arc<Context>) -> Action {
-    shared::reconcile::failed(
+    multigres_runtime::reconcile::failed(
         KIND,
         &object_ref(obj.as_ref()),
         err,
@@ -591,7 +592,7 @@ pub fn error_policy(obj: Arc<MultigresCluster>, err: &Error, ctx: Arc<Context>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::crd::MultigresClusterSpec;
+    use multigres_api::crd::MultigresClusterSpec;
 
     fn cluster(name: &str, spec: serde_json::Value) -> MultigresCluster {
         let spec: MultigresClusterSpec = serde_json::from_value(spec).expect("spec");
@@ -705,7 +706,7 @@ mod tests {
 
     #[test]
     fn the_volume_settings_reach_etcd_and_every_pooler() {
-        use shared::crd::VolumeRetention;
+        use multigres_api::crd::VolumeRetention;
         let children = build(&cluster(
             "demo",
             serde_json::json!({

@@ -5,10 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::Client;
-use shared::crd::{Cell, Etcd, MultiGateway, MultiOrch, MultiPooler};
-use shared::metrics::Metrics;
-use shared::retry::Backoffs;
-use shared::watch::Cache;
+use multigres_api::crd::{Cell, Etcd, MultiGateway, MultiOrch, MultiPooler};
+use multigres_runtime::metrics::Metrics;
+use multigres_runtime::retry::Backoffs;
+use multigres_runtime::watch::Cache;
 
 /// Everything a reconcile needs besides the object: the client and the caches of the children
 /// this handler writes.

@@ -6,10 +6,10 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use kube::{Api, Resource, ResourceExt};
+use multigres_api::meta::CLUSTER_HANDLER_MANAGER;
+use multigres_runtime::apply::{Decision, Desired, apply};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shared::apply::{Decision, Desired, apply};
-use shared::meta::CLUSTER_HANDLER_MANAGER;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -97,7 +97,7 @@ mod tests {
 
     use http::{Request, Response};
     use kube::client::Body;
-    use shared::crd::{MultiGateway, MultiGatewaySpec, TopoSpec};
+    use multigres_api::crd::{MultiGateway, MultiGatewaySpec, TopoSpec};
 
     use super::*;
 
@@ -128,8 +128,8 @@ mod tests {
         impl Fn() -> Vec<opentelemetry_sdk::trace::SpanData>,
         tracing::subscriber::DefaultGuard,
     ) {
-        let (spans, subscriber) = shared::testsupport::span_capture();
-        (spans, shared::testsupport::scoped_default(subscriber))
+        let (spans, subscriber) = multigres_test_support::span_capture();
+        (spans, multigres_test_support::scoped_default(subscriber))
     }
 
     fn gateway(name: &str) -> MultiGateway {
@@ -233,9 +233,9 @@ mod tests {
     /// the child's reconcile then joins.
     #[tokio::test]
     async fn each_child_carries_the_context_of_its_own_concurrent_apply_span() {
+        use multigres_telemetry::propagation::TRACEPARENT_ANNOTATION;
+        use multigres_telemetry::spans::reconcile_span;
         use opentelemetry::trace::TraceContextExt;
-        use shared::telemetry::propagation::TRACEPARENT_ANNOTATION;
-        use shared::telemetry::spans::reconcile_span;
         use tracing_opentelemetry::OpenTelemetrySpanExt;
 
         let (spy, _default) = capture_spans();

@@ -9,8 +9,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
 use kube::{Api, ResourceExt};
-use shared::crd::{MultigresCluster, SecretKeyRef};
-use shared::meta::{
+use multigres_api::crd::{MultigresCluster, SecretKeyRef};
+use multigres_api::meta::{
     CLUSTER_HANDLER_MANAGER, ComponentLabel, LABEL_CLUSTER, LABEL_COMPONENT, child_meta,
     is_controlled_by, standard_labels,
 };

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use clap::Parser;
 use futures::StreamExt;
 use kube::runtime::{Controller, watcher};
-use shared::cli::CommonArgs;
-use shared::crd::{Cell, Etcd, MultiGateway, MultiOrch, MultiPooler, MultigresCluster};
-use shared::kubeconnect::ensure_crd;
-use shared::meta::CLUSTER_HANDLER_MANAGER;
-use shared::metrics::Metrics;
-use shared::process::Stop;
-use shared::watch::SharedWatch;
+use multigres_api::crd::{Cell, Etcd, MultiGateway, MultiOrch, MultiPooler, MultigresCluster};
+use multigres_api::meta::CLUSTER_HANDLER_MANAGER;
+use multigres_runtime::cli::CommonArgs;
+use multigres_runtime::kubeconnect::ensure_crd;
+use multigres_runtime::metrics::Metrics;
+use multigres_runtime::process::Stop;
+use multigres_runtime::watch::SharedWatch;
 
 use crate::context::Context;
 use crate::{cell, cluster};
@@ -22,7 +22,7 @@ use crate::{cell, cluster};
 #[command(
     name = "cluster-handler",
     version,
-    after_help = shared::cli::ENVIRONMENT_HELP,
+    after_help = multigres_runtime::cli::ENVIRONMENT_HELP,
     about = "Reconciles MultigresCluster and Cell objects into Multigres component objects."
 )]
 pub struct Args {
@@ -45,7 +45,8 @@ impl Args {
     /// Runs until SIGTERM or SIGINT. Fails fast, with a message saying what to fix, when the
     /// cluster is unreachable or the CRDs are not installed.
     pub async fn run(self) -> anyhow::Result<()> {
-        let started = shared::process::start(&self.common, CLUSTER_HANDLER_MANAGER).await?;
+        let started =
+            multigres_runtime::process::start(&self.common, CLUSTER_HANDLER_MANAGER).await?;
         let client = started.client.clone();
         ensure_crd::<MultigresCluster>(&client).await?;
         ensure_crd::<Cell>(&client).await?;

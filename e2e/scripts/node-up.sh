@@ -76,8 +76,8 @@ NODE_BIN=$("$LIB_DIR/build-tools.sh" node) || die "build-tools.sh node failed (s
 IMAGES=$("$LIB_DIR/build-images.sh") || die "build-images.sh failed (see above)"
 [[ -f "$IMAGES/images.txt" ]] || die "build-images.sh printed '$IMAGES', which has no images.txt"
 log "building the local-volumes provisioner (cargo)"
-(cd "$E2E_DIR/.." && "${CARGO:-cargo}" build -q --locked -p e2e --bin local-volumes) ||
-  die "building the local-volumes provisioner (cargo build -p e2e --bin local-volumes) failed"
+(cd "$E2E_DIR/.." && "${CARGO:-cargo}" build -q --locked -p local-volumes) ||
+  die "building the local-volumes provisioner (cargo build -p local-volumes) failed"
 LOCAL_VOLUMES="$E2E_DIR/../target/debug/local-volumes"
 
 # --- ports (env: a fixed port, else a free one in 20000-29999) -----------------------------------

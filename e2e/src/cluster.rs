@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::{Api, Client};
-use shared::crd::{Cell, MultiGateway, MultiOrch, MultiPooler, MultigresCluster, Phase};
-use shared::meta::{ComponentLabel, cell_component_name, cell_object_name};
-use shared::samples::{load, samples_dir};
-use shared::status::{READY, condition};
+use multigres_api::conditions::{READY, condition};
+use multigres_api::crd::{Cell, MultiGateway, MultiOrch, MultiPooler, MultigresCluster, Phase};
+use multigres_api::meta::{ComponentLabel, cell_component_name, cell_object_name};
+use multigres_api::samples::{load, samples_dir};
 
 use crate::wait_until;
 

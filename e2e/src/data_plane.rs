@@ -10,11 +10,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
+use multigres_api::conditions::{READY, condition};
+use multigres_api::crd::{ClusterStatus, MultigresCluster, Phase};
+use multigres_api::defaults::PGCTLD_IMAGE;
+use multigres_api::meta::generated_password_secret;
 use serde_json::{Value, json};
-use shared::crd::{ClusterStatus, MultigresCluster, Phase};
-use shared::defaults::PGCTLD_IMAGE;
-use shared::meta::generated_password_secret;
-use shared::status::{READY, condition};
 
 use crate::process::{Handler, data_plane_otlp_env, otlp_env, start_handler};
 use crate::real_node::{

@@ -129,7 +129,7 @@ pub async fn install_crds(client: &Client) -> Vec<String> {
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .filter(|p| !p.ends_with(shared::crd::CRD_KUSTOMIZATION_FILE))
+        .filter(|p| !p.ends_with(multigres_api::crd::CRD_KUSTOMIZATION_FILE))
         .collect();
     files.sort();
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());

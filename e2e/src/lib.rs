@@ -10,7 +10,6 @@ pub mod data_plane;
 pub mod env;
 pub mod identity;
 pub mod k8s;
-pub mod local_volumes;
 pub mod outage;
 pub mod process;
 pub mod real_node;

@@ -13,10 +13,10 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
+use multigres_api::conditions::{READY, condition};
+use multigres_api::crd::{ComponentStatus, Etcd, MultiPooler, MultigresCluster, VolumeRetention};
+use multigres_api::meta::{LABEL_OWNER_UID, cluster_etcd_name};
 use serde_json::json;
-use shared::crd::{ComponentStatus, Etcd, MultiPooler, MultigresCluster, VolumeRetention};
-use shared::meta::{LABEL_OWNER_UID, cluster_etcd_name};
-use shared::status::{READY, condition};
 
 use e2e::cluster::{
     TIMEOUT, cell_leftovers, cell_objects, deployment_replicas, sample, wait_healthy,
@@ -300,8 +300,8 @@ async fn a_missing_password_secret_holds_the_cluster_until_it_exists() {
         let (_cluster_handler, _resource_handler) = both_handlers(&ns.name).await;
         let api: Api<MultigresCluster> = Api::namespaced(client.clone(), &ns.name);
         let mut cluster = sample("minimal-cluster.yaml");
-        cluster.spec.postgres = Some(shared::crd::PostgresSpec {
-            password_secret_ref: Some(shared::crd::SecretKeyRef {
+        cluster.spec.postgres = Some(multigres_api::crd::PostgresSpec {
+            password_secret_ref: Some(multigres_api::crd::SecretKeyRef {
                 name: "team-db-password".into(),
                 key: Some("pw".into()),
             }),
@@ -373,7 +373,7 @@ async fn a_missing_password_secret_holds_the_cluster_until_it_exists() {
         );
         assert!(
             Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns.name)
-                .get_opt(&shared::meta::generated_password_secret("minimal"))
+                .get_opt(&multigres_api::meta::generated_password_secret("minimal"))
                 .await
                 .expect("get")
                 .is_none(),
@@ -414,7 +414,7 @@ async fn an_unreachable_topology_holds_new_cells_with_a_reason_and_backs_off() {
         );
         let (cell, _) = cell_objects("minimal", "default");
         assert!(
-            Api::<shared::crd::Cell>::namespaced(client.clone(), &ns.name)
+            Api::<multigres_api::crd::Cell>::namespaced(client.clone(), &ns.name)
                 .get_opt(&cell)
                 .await
                 .expect("get")
@@ -689,10 +689,10 @@ async fn a_backup_claim_no_storage_can_provision_is_reported_on_the_cluster() {
         let mut cluster = sample("minimal-cluster.yaml");
         // A class no provisioner serves: the generated claim stays Pending, and so do the
         // pooler pods that mount it.
-        cluster.spec.backup = Some(shared::crd::BackupSpec {
-            filesystem: Some(shared::crd::FilesystemBackupSpec {
+        cluster.spec.backup = Some(multigres_api::crd::BackupSpec {
+            filesystem: Some(multigres_api::crd::FilesystemBackupSpec {
                 claim_name: None,
-                storage: Some(shared::crd::StorageSpec {
+                storage: Some(multigres_api::crd::StorageSpec {
                     size: None,
                     storage_class_name: Some("no-such-class".into()),
                 }),

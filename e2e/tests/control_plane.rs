@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
 use kube::{Api, Client};
-use shared::samples::{Sample, load_dir, samples_dir};
+use multigres_api::samples::{Sample, load_dir, samples_dir};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -23,11 +23,15 @@ async fn client() -> (TestEnv, Client) {
 
 /// An API for the kind of `sample` in `ns`.
 fn api_for(client: &Client, ns: &str, sample: &Sample) -> Api<DynamicObject> {
-    let crd = shared::crd::all_crds()
+    let crd = multigres_api::crd::all_crds()
         .into_iter()
         .find(|c| c.spec.names.kind == sample.kind())
         .unwrap_or_else(|| panic!("{}: unknown kind {}", sample.path.display(), sample.kind()));
-    let gvk = GroupVersionKind::gvk(shared::crd::GROUP, shared::crd::VERSION, sample.kind());
+    let gvk = GroupVersionKind::gvk(
+        multigres_api::crd::GROUP,
+        multigres_api::crd::VERSION,
+        sample.kind(),
+    );
     let resource = ApiResource::from_gvk_with_plural(&gvk, &crd.spec.names.plural);
     Api::namespaced_with(client.clone(), ns, &resource)
 }
@@ -353,8 +357,8 @@ async fn etcd_replicas_cannot_change_after_creation() {
         let patch = |replicas: serde_json::Value| {
             kube::api::Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}}))
         };
-        let etcds: Api<shared::crd::Etcd> = Api::namespaced(client.clone(), &ns.name);
-        let etcd: shared::crd::Etcd = serde_json::from_value(serde_json::json!({
+        let etcds: Api<multigres_api::crd::Etcd> = Api::namespaced(client.clone(), &ns.name);
+        let etcd: multigres_api::crd::Etcd = serde_json::from_value(serde_json::json!({
             "apiVersion": "multigres.com/v1alpha1", "kind": "Etcd",
             "metadata": {"name": "topo"}, "spec": {}
         }))
@@ -383,13 +387,14 @@ async fn etcd_replicas_cannot_change_after_creation() {
             .await
             .expect("other fields still change");
 
-        let clusters: Api<shared::crd::MultigresCluster> =
+        let clusters: Api<multigres_api::crd::MultigresCluster> =
             Api::namespaced(client.clone(), &ns.name);
-        let cluster: shared::crd::MultigresCluster = serde_json::from_value(serde_json::json!({
-            "apiVersion": "multigres.com/v1alpha1", "kind": "MultigresCluster",
-            "metadata": {"name": "small"}, "spec": {"etcd": {"replicas": 1}}
-        }))
-        .expect("cluster");
+        let cluster: multigres_api::crd::MultigresCluster =
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "multigres.com/v1alpha1", "kind": "MultigresCluster",
+                "metadata": {"name": "small"}, "spec": {"etcd": {"replicas": 1}}
+            }))
+            .expect("cluster");
         clusters
             .create(&PostParams::default(), &cluster)
             .await

@@ -16,8 +16,8 @@ use e2e::{TestEnv, install_crds, wait_until, with_namespace};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
+use multigres_api::crd::MultigresCluster;
 use serde_json::{Value, json};
-use shared::crd::MultigresCluster;
 
 const CLUSTER: &str = "dp";
 const START_TIMEOUT: Duration = Duration::from_secs(300);
@@ -232,7 +232,7 @@ async fn a_cluster_on_the_real_node_runs_every_process_and_joins_the_topology() 
         // The generated password is in its Secret and nowhere else: not in a container's log,
         // not in the handlers' logs.
         let secret = Api::<Secret>::namespaced(client.clone(), &ns)
-            .get(&shared::meta::generated_password_secret(CLUSTER))
+            .get(&multigres_api::meta::generated_password_secret(CLUSTER))
             .await
             .expect("the generated password Secret");
         let password = secret

@@ -17,8 +17,8 @@ use e2e::{TestEnv, install_crds, wait_until, with_namespace};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use multigres_api::crd::MultigresCluster;
 use serde_json::json;
-use shared::crd::MultigresCluster;
 
 const CLUSTER: &str = "db";
 const TIMEOUT: Duration = Duration::from_secs(600);
@@ -125,7 +125,7 @@ async fn a_minimal_cluster_serves_sql_through_the_gateway_and_replicates() {
             left.extend(names(services.items.iter().filter_map(|s| s.metadata.name.clone()).collect(), "Service"));
             let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns).list(&ListParams::default()).await.map_err(|e| e.to_string())?;
             left.extend(names(claims.items.iter().filter_map(|c| c.metadata.name.clone()).collect(), "PersistentVolumeClaim"));
-            if Api::<Secret>::namespaced(client.clone(), &ns).get_opt(&shared::meta::generated_password_secret(CLUSTER)).await.map_err(|e| e.to_string())?.is_some() {
+            if Api::<Secret>::namespaced(client.clone(), &ns).get_opt(&multigres_api::meta::generated_password_secret(CLUSTER)).await.map_err(|e| e.to_string())?.is_some() {
                 left.push("the generated password Secret".into());
             }
             if left.is_empty() { Ok(()) } else { Err(format!("left: {left:?}")) }

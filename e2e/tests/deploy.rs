@@ -17,9 +17,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
+use multigres_api::crd::{Cell, Etcd, MultigresCluster};
+use multigres_api::meta::cluster_etcd_name;
 use serde_json::json;
-use shared::crd::{Cell, Etcd, MultigresCluster};
-use shared::meta::cluster_etcd_name;
 
 async fn admin(env: &TestEnv) -> Client {
     let client = e2e::k8s::admin_client(env).await;

@@ -13,8 +13,10 @@ use futures::future::join_all;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::PostParams;
 use kube::{Api, Client, Resource, ResourceExt};
-use shared::crd::{Cell, Etcd, MultiGateway, MultiOrch, MultiPooler, MultigresCluster};
-use shared::meta::{ComponentLabel, cell_component_name, cell_object_name, cluster_etcd_name};
+use multigres_api::crd::{Cell, Etcd, MultiGateway, MultiOrch, MultiPooler, MultigresCluster};
+use multigres_api::meta::{
+    ComponentLabel, cell_component_name, cell_object_name, cluster_etcd_name,
+};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 

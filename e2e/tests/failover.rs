@@ -16,8 +16,8 @@ use e2e::{TestEnv, install_crds, wait_until, with_namespace};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
-use shared::crd::MultigresCluster;
-use shared::status::{READY, condition};
+use multigres_api::conditions::{READY, condition};
+use multigres_api::crd::MultigresCluster;
 
 const CLUSTER: &str = "ha";
 const TIMEOUT: Duration = Duration::from_secs(600);

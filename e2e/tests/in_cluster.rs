@@ -24,8 +24,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
+use multigres_api::crd::MultigresCluster;
 use serde_json::{Value, json};
-use shared::crd::MultigresCluster;
 
 /// The kustomization the test applies: `manifests/default` plus the local control plane's needs.
 const OVERLAY: &str = "e2e/manifests/in-cluster";
@@ -603,7 +603,7 @@ async fn installed_from_manifests_the_handlers_run_in_pods_trace_and_hand_over()
                 let s = c.status.clone().unwrap_or_default();
                 let id = s.core.last_trace_id.clone().unwrap_or_default();
                 if s.core.observed_generation == c.metadata.generation
-                    && s.phase == Some(shared::crd::Phase::Healthy)
+                    && s.phase == Some(multigres_api::crd::Phase::Healthy)
                     && id != creation
                 {
                     Ok(id)

@@ -15,13 +15,13 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use serde_json::json;
-use shared::crd::{Cell, Etcd, MultigresCluster};
-use shared::meta::{cell_object_name, cluster_etcd_name};
-use shared::samples::{load, samples_dir};
-use shared::telemetry::propagation::{
+use multigres_api::crd::{Cell, Etcd, MultigresCluster};
+use multigres_api::meta::{cell_object_name, cluster_etcd_name};
+use multigres_api::samples::{load, samples_dir};
+use multigres_telemetry::propagation::{
     TRACEPARENT_ANNOTATION, TRACEPARENT_TS_ANNOTATION, parse_traceparent,
 };
+use serde_json::json;
 
 const RH: &str = "multigres-resource-handler";
 const CH: &str = "multigres-cluster-handler";
@@ -497,7 +497,7 @@ async fn a_secret_in_a_spec_never_reaches_spans_or_logs() {
         // The postgres password the cluster-handler generated: in a Secret owned by the cluster,
         // mounted by the poolers, and in no span, log or status either.
         let generated = Api::<Secret>::namespaced(client.clone(), &ns)
-            .get(&shared::meta::generated_password_secret("secretive"))
+            .get(&multigres_api::meta::generated_password_secret("secretive"))
             .await
             .expect("the generated password Secret");
         let cluster_uid = api
@@ -507,7 +507,7 @@ async fn a_secret_in_a_spec_never_reaches_spans_or_logs() {
             .uid()
             .unwrap_or_default();
         assert!(
-            shared::meta::is_controlled_by(&generated, &cluster_uid),
+            multigres_api::meta::is_controlled_by(&generated, &cluster_uid),
             "the Secret is owned by its cluster: {:?}",
             generated.metadata.owner_references
         );

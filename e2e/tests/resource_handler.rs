@@ -12,12 +12,12 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::NamespaceResourceScope;
 use kube::{Api, Client, Resource, ResourceExt};
+use multigres_api::conditions::{READY, condition};
+use multigres_api::crd::{ComponentStatus, Etcd, MultiGateway, MultiOrch, MultiPooler};
+use multigres_api::meta::{LABEL_MANAGED_BY, RESOURCE_HANDLER_MANAGER};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use shared::crd::{ComponentStatus, Etcd, MultiGateway, MultiOrch, MultiPooler};
-use shared::meta::{LABEL_MANAGED_BY, RESOURCE_HANDLER_MANAGER};
-use shared::status::{READY, condition};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -385,7 +385,7 @@ async fn a_spec_the_builder_rejects_is_not_ready_with_a_reason_and_backs_off() {
 async fn shared_watch_caches_hold_no_managed_fields() {
     use futures::FutureExt;
     use k8s_openapi::api::core::v1::ConfigMap;
-    use shared::watch::SharedWatch;
+    use multigres_runtime::watch::SharedWatch;
 
     let env = TestEnv::load();
     let client = e2e::k8s::admin_client(&env).await;

@@ -15,9 +15,9 @@ use e2e::tempo::{Span, Tempo};
 use e2e::{TestEnv, install_crds, wait_until, with_namespace};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
+use multigres_api::crd::{MultigresCluster, Phase};
+use multigres_api::samples::{load, samples_dir};
 use serde_json::json;
-use shared::crd::{MultigresCluster, Phase};
-use shared::samples::{load, samples_dir};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 const CH: &str = "multigres-cluster-handler";

@@ -5,9 +5,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Resource;
 use kube::core::NamespaceResourceScope;
+use multigres_api::crd::ComponentStatus;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shared::crd::ComponentStatus;
 
 use crate::builders::{BuildContext, BuildError};
 

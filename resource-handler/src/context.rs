@@ -8,9 +8,9 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
-use shared::metrics::Metrics;
-use shared::retry::Backoffs;
-use shared::watch::Cache;
+use multigres_runtime::metrics::Metrics;
+use multigres_runtime::retry::Backoffs;
+use multigres_runtime::watch::Cache;
 
 use crate::builders::BuildContext;
 

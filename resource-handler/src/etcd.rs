@@ -1,6 +1,6 @@
 //! Etcd → StatefulSet, headless peer Service, client Service.
 
-use shared::crd::{ComponentStatus, Etcd};
+use multigres_api::crd::{ComponentStatus, Etcd};
 
 use crate::builders::{self, BuildContext, BuildError, EtcdObjects};
 use crate::component::{Component, Workload, WorkloadKind, Workloads};

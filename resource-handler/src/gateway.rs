@@ -1,6 +1,6 @@
 //! MultiGateway → Deployment, Service.
 
-use shared::crd::{ComponentStatus, MultiGateway};
+use multigres_api::crd::{ComponentStatus, MultiGateway};
 
 use crate::builders::{self, BuildContext, BuildError, DeploymentObjects};
 use crate::component::{Component, Workload, WorkloadKind, Workloads};

@@ -21,5 +21,5 @@ mod volumes;
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = run::Args::parse();
-    shared::process::exit_code(args.run().await)
+    multigres_runtime::process::exit_code(args.run().await)
 }

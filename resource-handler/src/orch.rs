@@ -1,6 +1,6 @@
 //! MultiOrch → Deployment, Service.
 
-use shared::crd::{ComponentStatus, MultiOrch};
+use multigres_api::crd::{ComponentStatus, MultiOrch};
 
 use crate::builders::{self, BuildContext, BuildError, DeploymentObjects};
 use crate::component::{Component, Workload, WorkloadKind, Workloads};

@@ -1,7 +1,7 @@
 //! MultiPooler → StatefulSet (pooler + postgres sidecar), headless Service, pg_hba ConfigMap,
 //! PodDisruptionBudget.
 
-use shared::crd::{ComponentStatus, MultiPooler};
+use multigres_api::crd::{ComponentStatus, MultiPooler};
 
 use crate::builders::{self, BuildContext, BuildError, PoolerObjects};
 use crate::component::{Component, Workload, WorkloadKind, Workloads};

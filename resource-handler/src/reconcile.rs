@@ -11,12 +11,12 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
+use multigres_api::meta::{RESOURCE_HANDLER_MANAGER, object_ref};
+use multigres_runtime::apply::{Desired, apply};
+use multigres_telemetry::spans;
 use opentelemetry::KeyValue;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shared::apply::{Desired, apply};
-use shared::meta::{RESOURCE_HANDLER_MANAGER, object_ref};
-use shared::telemetry::spans;
 
 use crate::component::{Component, Workload, WorkloadKind, Workloads};
 use crate::context::Context;
@@ -41,7 +41,7 @@ async fn reconcile_in_span<C: Component>(
     ctx.caches_ready().await;
     let object = object_ref(obj.as_ref());
     let (_timer, done) =
-        shared::reconcile::begin(&C::kind(&()), &object, obj.as_ref(), &ctx.metrics);
+        multigres_runtime::reconcile::begin(&C::kind(&()), &object, obj.as_ref(), &ctx.metrics);
     if let Some(done) = done {
         return Ok(done);
     }
@@ -79,7 +79,7 @@ async fn reconcile_in_span<C: Component>(
     }
     spans::mark_ready(obj.as_ref(), status.ready);
     let api: Api<C> = Api::namespaced(ctx.client.clone(), &ns);
-    let written = shared::status::write_status(
+    let written = multigres_runtime::status::write_status(
         &api,
         RESOURCE_HANDLER_MANAGER,
         obj.as_ref(),
@@ -101,7 +101,7 @@ async fn reconcile_in_span<C: Component>(
         );
     }
     result?;
-    Ok(shared::reconcile::succeeded(
+    Ok(multigres_runtime::reconcile::succeeded(
         &C::kind(&()),
         &object,
         &ctx.backoffs,
@@ -142,7 +142,7 @@ fn held(err: &Error) -> Outcome {
 /// server causes a hot loop.
 pub fn error_policy<C: Component>(obj: Arc<C>, err: &Error, ctx: Arc<Context>) -> Action {
     let object = object_ref(obj.as_ref());
-    shared::reconcile::failed(
+    multigres_runtime::reconcile::failed(
         &C::kind(&()),
         &object,
         err,

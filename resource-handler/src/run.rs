@@ -11,13 +11,13 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::reflector::ReflectHandle;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource};
-use shared::cli::{CommonArgs, parse_url};
-use shared::crd::{Etcd, MultiGateway, MultiOrch, MultiPooler};
-use shared::kubeconnect::ensure_crd;
-use shared::meta::RESOURCE_HANDLER_MANAGER;
-use shared::metrics::Metrics;
-use shared::process::Stop;
-use shared::watch::SharedWatch;
+use multigres_api::crd::{Etcd, MultiGateway, MultiOrch, MultiPooler};
+use multigres_api::meta::RESOURCE_HANDLER_MANAGER;
+use multigres_runtime::cli::{CommonArgs, parse_url};
+use multigres_runtime::kubeconnect::ensure_crd;
+use multigres_runtime::metrics::Metrics;
+use multigres_runtime::process::Stop;
+use multigres_runtime::watch::SharedWatch;
 
 use crate::builders::{BuildContext, DataPlaneTracing};
 use crate::component::Component;
@@ -29,7 +29,7 @@ use crate::reconcile::{error_policy, reconcile};
 #[command(
     name = "resource-handler",
     version,
-    after_help = shared::cli::ENVIRONMENT_HELP,
+    after_help = multigres_runtime::cli::ENVIRONMENT_HELP,
     about = "Reconciles Etcd, MultiGateway, MultiOrch and MultiPooler objects into workloads."
 )]
 pub struct Args {
@@ -47,7 +47,8 @@ pub struct Args {
 impl Args {
     /// Runs until SIGTERM or SIGINT.
     pub async fn run(self) -> anyhow::Result<()> {
-        let started = shared::process::start(&self.common, RESOURCE_HANDLER_MANAGER).await?;
+        let started =
+            multigres_runtime::process::start(&self.common, RESOURCE_HANDLER_MANAGER).await?;
         let client = started.client.clone();
         ensure_crd::<Etcd>(&client).await?;
         ensure_crd::<MultiGateway>(&client).await?;
@@ -71,7 +72,7 @@ impl Args {
 
     /// The builders' settings: the data plane exports traces like this handler, to the
     /// data-plane endpoint.
-    fn build_context(&self, telemetry: &shared::telemetry::TelemetryConfig) -> BuildContext {
+    fn build_context(&self, telemetry: &multigres_telemetry::TelemetryConfig) -> BuildContext {
         let data_plane =
             DataPlaneTracing::from_handler(telemetry, self.data_plane_otlp_endpoint.as_deref());
         match &data_plane {

@@ -2,8 +2,8 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use shared::crd::ComponentStatus;
-use shared::status::{ConditionUpdate, PROGRESSING, READY, set_condition};
+use multigres_api::conditions::{ConditionUpdate, PROGRESSING, READY, set_condition};
+use multigres_api::crd::ComponentStatus;
 
 /// Pod counts of a StatefulSet or Deployment as its controller reports them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,7 +138,7 @@ pub fn component_status(
 mod tests {
     use super::*;
     use k8s_openapi::jiff::Timestamp;
-    use shared::status::condition;
+    use multigres_api::conditions::condition;
 
     fn now() -> Time {
         Time(Timestamp::from_second(1_000).unwrap_or_default())

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::ListParams;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
-use shared::meta::{LABEL_CLUSTER, LABEL_OWNER_UID};
+use multigres_api::meta::{LABEL_CLUSTER, LABEL_OWNER_UID};
 
 use crate::component::{Component, Workload, Workloads};
 use crate::context::Context;
@@ -225,7 +225,7 @@ mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
-    use shared::crd::{Etcd, EtcdSpec};
+    use multigres_api::crd::{Etcd, EtcdSpec};
 
     const OURS: &str = "uid-new";
 
@@ -311,7 +311,7 @@ mod tests {
         let mut other_instance = claim("data-topo-0", Some("uid-old"));
         if let Some(labels) = other_instance.metadata.labels.as_mut() {
             labels.insert(
-                shared::meta::LABEL_INSTANCE.to_string(),
+                multigres_api::meta::LABEL_INSTANCE.to_string(),
                 "elsewhere".to_string(),
             );
         }

@@ -1,6 +1,6 @@
 //! Startup without a usable cluster fails fast with a message saying what to fix.
 
-use shared::testsupport::startup;
+use multigres_test_support::startup;
 
 const BIN: &str = env!("CARGO_BIN_EXE_resource-handler");
 

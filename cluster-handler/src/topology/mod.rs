@@ -11,8 +11,8 @@ pub mod replication;
 
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
-use shared::crd::{Cell, MultigresCluster};
-use shared::defaults::GLOBAL_TOPO_ROOT;
+use multigres_api::crd::{Cell, MultigresCluster};
+use multigres_api::defaults::GLOBAL_TOPO_ROOT;
 
 use crate::cluster::ClusterChildren;
 use crate::context::Context;
@@ -100,12 +100,12 @@ pub async fn ensure(
     );
     let etcd = Etcd::new(topology.http.clone(), &address);
     let (writes, mut shard) =
-        shared::telemetry::spans::run_in(span.clone(), sync(&etcd, &desired)).await?;
+        multigres_telemetry::spans::run_in(span.clone(), sync(&etcd, &desired)).await?;
     shard.count_streaming(&topology.dns).await;
     span.record("multigres.topology.writes", writes.len());
     for write in &writes {
         tracing::info!(
-            object = %shared::meta::object_ref(cluster),
+            object = %multigres_api::meta::object_ref(cluster),
             write = %write.describe(),
             "topology record written"
         );
@@ -197,7 +197,7 @@ pub async fn cell_shard(ctx: &Context, cell: &Cell) -> Result<Option<Shard>, Top
     );
     let etcd = Etcd::new(topology.http.clone(), address);
     let mut shard = Shard::default();
-    shared::telemetry::spans::run_in(
+    multigres_telemetry::spans::run_in(
         span,
         read_poolers(
             &etcd,

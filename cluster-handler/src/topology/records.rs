@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 
+use multigres_api::crd::{BackupSpec, DurabilityPolicy};
+use multigres_api::defaults::BACKUP_PATH;
 use prost::Message;
-use shared::crd::{BackupSpec, DurabilityPolicy};
-use shared::defaults::BACKUP_PATH;
 
 /// The one database of a cluster; the poolers serve it (`--database=postgres`).
 pub const DATABASE: &str = "postgres";
@@ -474,12 +474,14 @@ mod tests {
         // AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, which the pods get from the Secret.
         let spec = BackupSpec {
             filesystem: None,
-            s3: Some(shared::crd::S3BackupSpec {
+            s3: Some(multigres_api::crd::S3BackupSpec {
                 bucket: "bkt".into(),
                 region: "eu-west-1".into(),
                 endpoint: Some("https://minio:9000".into()),
                 key_prefix: None,
-                credentials_secret_ref: Some(shared::crd::LocalSecretRef { name: "aws".into() }),
+                credentials_secret_ref: Some(multigres_api::crd::LocalSecretRef {
+                    name: "aws".into(),
+                }),
             }),
         };
         let Some(Location::S3(s3)) = backup_location(&spec).location else {

@@ -36,8 +36,8 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{DynamicObject, GroupVersionKind};
 use kube::discovery::ApiResource;
 use kube::{Api, Client, ResourceExt};
+use multigres_api::crd::{MultigresCluster, Phase};
 use serde_json::json;
-use shared::crd::{MultigresCluster, Phase};
 
 const CONCURRENCY: usize = 16;
 const CONVERGE: Duration = Duration::from_secs(3600);
@@ -769,7 +769,7 @@ async fn node_pod_capacity(client: &Client) -> u64 {
         .items
         .iter()
         .filter_map(|n| n.status.as_ref()?.allocatable.as_ref()?.get("pods"))
-        .filter_map(|q| shared::quantity::parse(&q.0)?.whole())
+        .filter_map(|q| multigres_api::quantity::parse(&q.0)?.whole())
         .filter_map(|pods| u64::try_from(pods).ok())
         .sum()
 }

@@ -2,7 +2,7 @@
 //! names the upstream file that enforces it (paths of github.com/multigres/multigres at v0.1.0).
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
-use shared::crd::{Etcd, MultiGateway, MultiOrch, MultiPooler};
+use multigres_api::crd::{Etcd, MultiGateway, MultiOrch, MultiPooler};
 
 use super::{BuildError, UNTRACED};
 

@@ -6,9 +6,9 @@
 //! list; etcd reads the bootstrap flags only when its data directory is empty.
 
 use k8s_openapi::api::core::v1::Container;
-use shared::crd::{Etcd, EtcdSpec};
-use shared::defaults::{Component, ETCD_STORAGE_SIZE};
-use shared::meta::{ComponentLabel, etcd_client_service, etcd_peer_service};
+use multigres_api::crd::{Etcd, EtcdSpec};
+use multigres_api::defaults::{Component, ETCD_STORAGE_SIZE};
+use multigres_api::meta::{ComponentLabel, etcd_client_service, etcd_peer_service};
 
 use super::objects::{self, Owner, Port, ServiceKind};
 use super::pod::{self, POD_NAME_ENV, PodShape, Timing};

@@ -1,8 +1,8 @@
 //! MultiGateway G → Deployment G and Service G (HTTP 15100, gRPC 15170, PostgreSQL 5432).
 
-use shared::crd::{MultiGateway, MultiGatewaySpec};
-use shared::defaults::Component;
-use shared::meta::ComponentLabel;
+use multigres_api::crd::{MultiGateway, MultiGatewaySpec};
+use multigres_api::defaults::Component;
+use multigres_api::meta::ComponentLabel;
 
 use super::objects::Port;
 use super::stateless::{self, Stateless};

@@ -12,14 +12,14 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::Value;
-use shared::crd::{
+use multigres_api::crd::{
     ComponentSpec, Etcd, EtcdSpec, MultiGateway, MultiGatewaySpec, MultiOrch, MultiOrchSpec,
     MultiPooler, MultiPoolerSpec, PoolerTemplate, StorageSpec, TopoSpec,
 };
-use shared::telemetry::config::{EndpointVariable, Protocol, SamplerConfig};
+use multigres_telemetry::config::{EndpointVariable, Protocol, SamplerConfig};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::{
     BuildContext, BuildError, DataPlaneTracing, DeploymentObjects, EtcdObjects, PoolerObjects,

@@ -21,7 +21,7 @@
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use shared::crd::{ObservabilitySpec, TracingMode};
+use multigres_api::crd::{ObservabilitySpec, TracingMode};
 
 mod etcd;
 mod gateway;

@@ -15,8 +15,8 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
-use shared::crd::{StorageSpec, VolumeRetention};
-use shared::meta::{
+use multigres_api::crd::{StorageSpec, VolumeRetention};
+use multigres_api::meta::{
     ComponentLabel, LABEL_CELL, LABEL_CLUSTER, LABEL_OWNER_UID, MAX_DNS_LABEL,
     MAX_STATEFULSET_NAME, RESOURCE_HANDLER_MANAGER, controller_owner_ref, merge_user_map,
     selector_labels, standard_labels,

@@ -1,8 +1,8 @@
 //! MultiOrch O → Deployment O and Service O (HTTP 15300, gRPC 15370).
 
-use shared::crd::{MultiOrch, MultiOrchSpec};
-use shared::defaults::Component;
-use shared::meta::ComponentLabel;
+use multigres_api::crd::{MultiOrch, MultiOrchSpec};
+use multigres_api::defaults::Component;
+use multigres_api::meta::ComponentLabel;
 
 use super::objects::Port;
 use super::stateless::{self, Stateless};

@@ -7,8 +7,8 @@
 //! handed to the builders; nothing here reads the environment.
 
 use k8s_openapi::api::core::v1::{Container, EnvVar};
-use shared::telemetry::TelemetryConfig;
-use shared::telemetry::config::{EndpointVariable, Protocol, SamplerConfig};
+use multigres_telemetry::TelemetryConfig;
+use multigres_telemetry::config::{EndpointVariable, Protocol, SamplerConfig};
 
 use super::pod::{self, POD_NAME_ENV};
 

@@ -4,8 +4,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
-use shared::crd::{Etcd, MultiGateway, MultiOrch, MultiPooler, ObservabilitySpec, TracingMode};
-use shared::telemetry::TelemetryConfig;
+use multigres_api::crd::{
+    Etcd, MultiGateway, MultiOrch, MultiPooler, ObservabilitySpec, TracingMode,
+};
+use multigres_telemetry::TelemetryConfig;
 
 use super::data_plane_tests::{all_containers, input};
 use super::{BuildContext, DataPlaneTracing};

@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use shared::crd::{ComponentSpec, TopoSpec};
-use shared::defaults::{Component, GLOBAL_TOPO_ROOT};
+use multigres_api::crd::{ComponentSpec, TopoSpec};
+use multigres_api::defaults::{Component, GLOBAL_TOPO_ROOT};
 
 use super::BuildError;
 use super::objects::{DATA_VOLUME, Owner, Port};
@@ -338,8 +338,8 @@ pub(super) fn multigres_args(cell: &str, topo: &TopoSpec, ports: &[(&str, Port)]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::crd::{Etcd, EtcdSpec};
-    use shared::meta::{ComponentLabel, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_NAME};
+    use multigres_api::crd::{Etcd, EtcdSpec};
+    use multigres_api::meta::{ComponentLabel, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_NAME};
 
     const ROOTLESS: RunAs = RunAs {
         user: 1000,
@@ -386,7 +386,7 @@ mod tests {
         let selector = owner.label_selector().match_labels.expect("match labels");
         assert_eq!(
             selector,
-            shared::meta::selector_labels(ComponentLabel::Etcd, "topo")
+            multigres_api::meta::selector_labels(ComponentLabel::Etcd, "topo")
         );
         assert!(!selector.contains_key("team"));
         assert_eq!(owner.selector(), selector);

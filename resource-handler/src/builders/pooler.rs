@@ -21,9 +21,11 @@ use k8s_openapi::api::core::v1::{
     Container, EnvVar, EnvVarSource, KeyToPath, PersistentVolumeClaimVolumeSource,
     SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
 };
-use shared::crd::{MultiPooler, MultiPoolerSpec, PoolerBackup, PoolerTemplate, SecretKeyRef};
-use shared::defaults::{BACKUP_PATH, Component, PGCTLD_IMAGE, POOLER_STORAGE_SIZE};
-use shared::meta::ComponentLabel;
+use multigres_api::crd::{
+    MultiPooler, MultiPoolerSpec, PoolerBackup, PoolerTemplate, SecretKeyRef,
+};
+use multigres_api::defaults::{BACKUP_PATH, Component, PGCTLD_IMAGE, POOLER_STORAGE_SIZE};
+use multigres_api::meta::ComponentLabel;
 
 use super::objects::{self, Owner, Port, ServiceKind};
 use super::otel::Origin;
@@ -89,7 +91,7 @@ const MAX_CELL_LEN: usize = 63 - 1 - 12;
 fn service_id(statefulset: &str) -> String {
     format!(
         "p{:08x}-$({POD_INDEX_ENV})",
-        shared::meta::fnv1a(statefulset) & 0xffff_ffff
+        multigres_api::meta::fnv1a(statefulset) & 0xffff_ffff
     )
 }
 

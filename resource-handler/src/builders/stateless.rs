@@ -2,9 +2,9 @@
 //! cell, and a ClusterIP Service in front of it.
 
 use kube::Resource;
-use shared::crd::{ComponentSpec, TopoSpec};
-use shared::defaults::Component;
-use shared::meta::ComponentLabel;
+use multigres_api::crd::{ComponentSpec, TopoSpec};
+use multigres_api::defaults::Component;
+use multigres_api::meta::ComponentLabel;
 
 use super::objects::{self, Owner, Port, ServiceKind};
 use super::otel::Origin;

@@ -1,7 +1,7 @@
 //! Checks the CRD schema cannot express: image references, storage quantities, names.
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use shared::quantity;
+use multigres_api::quantity;
 
 use super::BuildError;
 

@@ -2,8 +2,8 @@
 //! or shrinks, and the owner uid that tells them from those of an earlier object.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use shared::crd::{Etcd, MultiPooler, VolumeRetention};
-use shared::meta::LABEL_OWNER_UID;
+use multigres_api::crd::{Etcd, MultiPooler, VolumeRetention};
+use multigres_api::meta::LABEL_OWNER_UID;
 
 use super::UNTRACED;
 use super::data_plane_tests::input;

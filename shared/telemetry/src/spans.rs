@@ -1,0 +1,574 @@
+//! The spans every controller shares: the root span of a reconcile, parented by the trace
+//! context its object carries (DESIGN §4), and error recording on the spans an error crosses.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kube::{Resource, ResourceExt};
+use opentelemetry::trace::{SpanContext, TraceContextExt};
+use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::propagation::{DEFAULT_MAX_AGE, Parent, TRACEPARENT_ANNOTATION, decide};
+
+/// Seconds since the Unix epoch.
+pub fn now_unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// The root span of one reconcile, whether this reconcile is the one acting on a new
+/// generation, and the trace id the object's `status.lastTraceId` should carry for this
+/// generation when this process knows it (the trace of the first reconcile of the generation,
+/// also for later reconciles that read a cache not showing it yet).
+pub struct ReconcileSpan {
+    pub span: Span,
+    pub new_generation: bool,
+    pub last_trace_id: Option<String>,
+}
+
+/// The root span `reconcile <Kind>` of one reconcile of `obj`. The first reconcile of a new
+/// generation (`generation != observed_generation`, and not yet reconciled by this process)
+/// joins the trace of a well-formed, fresh `multigres.com/traceparent`; any other reconcile
+/// starts a new trace, linked to the annotated context when there is one. A malformed
+/// annotation is ignored with a warning event. The span is returned unentered (a parent can
+/// only be set before).
+pub fn reconcile_span<K>(
+    obj: &K,
+    controller: &str,
+    observed_generation: Option<i64>,
+) -> ReconcileSpan
+where
+    K: Resource<DynamicType = ()>,
+{
+    reconcile_span_at(
+        obj,
+        controller,
+        observed_generation,
+        now_unix_secs(),
+        DEFAULT_MAX_AGE,
+    )
+}
+
+fn reconcile_span_at<K>(
+    obj: &K,
+    controller: &str,
+    observed_generation: Option<i64>,
+    now: u64,
+    max_age: Duration,
+) -> ReconcileSpan
+where
+    K: Resource<DynamicType = ()>,
+{
+    let kind = K::kind(&());
+    let generation = obj.meta().generation;
+    let span = tracing::info_span!(
+        target: "multigres::reconcile",
+        "reconcile",
+        otel.name = %format!("reconcile {kind}"),
+        k8s.namespace.name = %obj.namespace().unwrap_or_default(),
+        multigres.resource.name = %obj.name_any(),
+        multigres.resource.kind = %kind,
+        k8s.object.uid = %obj.uid().unwrap_or_default(),
+        k8s.object.generation = generation.unwrap_or_default(),
+        multigres.controller = controller,
+        multigres.trace.parent = tracing::field::Empty,
+    );
+    // The object may come from a cache that does not show the status the previous reconcile
+    // wrote yet: only the first reconcile of a generation in this process counts as acting on it.
+    let uid = obj.uid().unwrap_or_default();
+    let new_generation = generation != observed_generation && SEEN.first(&uid, generation, now);
+    let follows = if new_generation {
+        None
+    } else {
+        SEEN.follow(&uid, generation, now)
+    };
+    match follows {
+        // A follow-up while the generation works towards Ready: part of its trace.
+        Some(Follow::Continue(first)) => {
+            let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(first));
+            span.record("multigres.trace.parent", "continued");
+        }
+        Some(Follow::Link(first)) => {
+            set_parent_from_annotation(&span, obj.annotations(), false, now, max_age, Some(first))
+        }
+        None => {
+            set_parent_from_annotation(&span, obj.annotations(), new_generation, now, max_age, None)
+        }
+    }
+    let last_trace_id = if new_generation {
+        let context = span.context();
+        let span_context = context.span().span_context().clone();
+        let id = span_context
+            .is_valid()
+            .then(|| span_context.trace_id().to_string());
+        SEEN.remember_first(&uid, generation, span_context);
+        id
+    } else {
+        SEEN.trace(&uid, generation)
+    };
+    ReconcileSpan {
+        span,
+        new_generation,
+        last_trace_id,
+    }
+}
+
+/// Parents `span` by the object's trace context annotation ([`decide`]); a root without one
+/// links to `fallback` (the first reconcile of its generation) when given.
+fn set_parent_from_annotation(
+    span: &Span,
+    annotations: &std::collections::BTreeMap<String, String>,
+    new_generation: bool,
+    now: u64,
+    max_age: Duration,
+    fallback: Option<SpanContext>,
+) {
+    match decide(annotations, new_generation, now, max_age) {
+        Parent::Join(remote) => {
+            let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+            span.record("multigres.trace.parent", "joined");
+        }
+        Parent::Link(remote) => {
+            span.add_link(remote);
+            span.record("multigres.trace.parent", "linked");
+        }
+        Parent::Root => {
+            if let Some(first) = fallback {
+                span.add_link(first);
+                span.record("multigres.trace.parent", "linked");
+            }
+        }
+        Parent::Malformed(reason) => {
+            span.record("multigres.trace.parent", "malformed");
+            span.in_scope(|| {
+                tracing::warn!(
+                    annotation = TRACEPARENT_ANNOTATION,
+                    reason,
+                    "ignoring a malformed trace context annotation"
+                )
+            });
+        }
+    }
+}
+
+/// Marks the generation of `obj` Ready when `ready`: the first reconcile that sees it adds a
+/// `generation ready` event (with the seconds since the generation's first reconcile) to the
+/// current span, and later reconciles of the generation start traces of their own, linked to
+/// its first reconcile.
+pub fn mark_ready<K>(obj: &K, ready: bool)
+where
+    K: Resource<DynamicType = ()>,
+{
+    if !ready {
+        return;
+    }
+    let uid = obj.uid().unwrap_or_default();
+    if let Some(seconds) = SEEN.ready(&uid, obj.meta().generation, now_unix_secs()) {
+        event(
+            "generation ready",
+            vec![opentelemetry::KeyValue::new(
+                "multigres.generation.seconds_to_ready",
+                seconds as i64,
+            )],
+        );
+    }
+}
+
+/// How long the reconciles of one generation keep joining its trace when it never gets Ready
+/// (a spec that cannot converge): afterwards they are roots linked to it, so one trace stays
+/// readable.
+const FOLLOW_WINDOW: Duration = Duration::from_secs(30 * 60);
+
+/// What this process remembers of the generation it last reconciled, per object uid.
+struct Generation {
+    generation: Option<i64>,
+    /// The span of its first reconcile here (valid when tracing is on).
+    first: Option<SpanContext>,
+    started: u64,
+    ready: bool,
+}
+
+/// How a later reconcile of a remembered generation relates to its first.
+enum Follow {
+    Continue(SpanContext),
+    Link(SpanContext),
+}
+
+/// Per uid, the generation last reconciled here. Bounded: cleared when it grows past a limit
+/// (a forgotten entry only lets one more reconcile count as the first, and its follow-ups
+/// link instead of joining).
+struct Seen(std::sync::Mutex<std::collections::HashMap<String, Generation>>);
+
+static SEEN: std::sync::LazyLock<Seen> = std::sync::LazyLock::new(|| Seen(Default::default()));
+
+impl Seen {
+    const LIMIT: usize = 100_000;
+
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Generation>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remembered<'a>(
+        map: &'a mut std::collections::HashMap<String, Generation>,
+        uid: &str,
+        generation: Option<i64>,
+    ) -> Option<&'a mut Generation> {
+        map.get_mut(uid).filter(|g| g.generation == generation)
+    }
+
+    /// Whether `generation` of `uid` is seen here for the first time (and remembers it).
+    fn first(&self, uid: &str, generation: Option<i64>, now: u64) -> bool {
+        let mut map = self.map();
+        if Self::remembered(&mut map, uid, generation).is_some() {
+            return false;
+        }
+        if map.len() >= Self::LIMIT {
+            map.clear();
+        }
+        map.insert(
+            uid.to_string(),
+            Generation {
+                generation,
+                first: None,
+                started: now,
+                ready: false,
+            },
+        );
+        true
+    }
+
+    /// Remembers the span of the first reconcile of `generation`.
+    fn remember_first(&self, uid: &str, generation: Option<i64>, first: SpanContext) {
+        if let Some(g) = Self::remembered(&mut self.map(), uid, generation) {
+            g.first = first.is_valid().then_some(first);
+        }
+    }
+
+    /// Whether a later reconcile of `generation` continues its trace (not Ready yet, within
+    /// the window) or links to it; `None` when this process did not run its first reconcile.
+    fn follow(&self, uid: &str, generation: Option<i64>, now: u64) -> Option<Follow> {
+        let mut map = self.map();
+        let g = Self::remembered(&mut map, uid, generation)?;
+        let first = g.first.clone()?;
+        let open = !g.ready && now.saturating_sub(g.started) <= FOLLOW_WINDOW.as_secs();
+        Some(if open {
+            Follow::Continue(first)
+        } else {
+            Follow::Link(first)
+        })
+    }
+
+    /// Marks `generation` Ready; the seconds since its first reconcile the first time.
+    fn ready(&self, uid: &str, generation: Option<i64>, now: u64) -> Option<u64> {
+        let mut map = self.map();
+        let g = Self::remembered(&mut map, uid, generation)?;
+        if g.ready {
+            return None;
+        }
+        g.ready = true;
+        Some(now.saturating_sub(g.started))
+    }
+
+    /// The trace of the first reconcile of `generation`, if this process ran it.
+    fn trace(&self, uid: &str, generation: Option<i64>) -> Option<String> {
+        let mut map = self.map();
+        Self::remembered(&mut map, uid, generation)
+            .and_then(|g| g.first.as_ref())
+            .map(|first| first.trace_id().to_string())
+    }
+}
+
+/// Runs `future` inside `span`; when it fails, records the error on the span (an `exception`
+/// event and status ERROR) with a log line that carries the span's trace id.
+pub async fn run_in<T, E, F>(span: Span, future: F) -> Result<T, E>
+where
+    E: Display,
+    F: Future<Output = Result<T, E>>,
+{
+    let result = future.instrument(span.clone()).await;
+    if let Err(err) = &result {
+        span.in_scope(|| record_error(err));
+    }
+    result
+}
+
+/// The trace id of the current span when it is sampled (what an exemplar or a log can point
+/// at), `None` when tracing is off or the span is not recorded.
+pub fn current_trace_id() -> Option<String> {
+    let context = Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    (span_context.is_valid() && span_context.is_sampled())
+        .then(|| span_context.trace_id().to_string())
+}
+
+/// Adds a span event (not a log line) to the current span: for steps that do no I/O, such as
+/// building the desired objects.
+pub fn event(name: &'static str, attributes: Vec<opentelemetry::KeyValue>) {
+    Span::current().add_event(name, attributes);
+}
+
+/// Records `err` on the current span: an error-level event with only an `error` field becomes
+/// an `exception` event and sets the span's status to ERROR (tracing-opentelemetry's mapping).
+pub fn record_error(err: &dyn Display) {
+    tracing::error!(error = %err);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use shared_types::*;
+
+    use super::*;
+    use crate::LogFormat;
+    use crate::propagation::annotations_for;
+    use crate::testing::test_subscriber;
+
+    mod shared_types {
+        pub use multigres_api::crd::{Etcd, EtcdSpec};
+    }
+
+    const TRACE: u128 = 0x4bf92f3577b34da6a3ce929d0e0e4736;
+    const PARENT: u64 = 0x00f067aa0ba902b7;
+
+    fn etcd(generation: i64, annotations: BTreeMap<String, String>) -> Etcd {
+        let mut e = Etcd::new("topo", EtcdSpec::default());
+        e.metadata.namespace = Some("prod".into());
+        // A uid of its own: what a process remembers is per uid, and tests run in parallel.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        e.metadata.uid = Some(format!("uid-{n}"));
+        e.metadata.generation = Some(generation);
+        e.metadata.annotations = Some(annotations);
+        e
+    }
+
+    fn stamped(now: u64) -> BTreeMap<String, String> {
+        let remote = SpanContext::new(
+            TraceId::from(TRACE),
+            SpanId::from(PARENT),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::NONE,
+        );
+        annotations_for(&remote, now)
+    }
+
+    /// Runs one reconcile span of `obj` under the test pipeline and returns the exported span.
+    async fn reconcile_once(
+        obj: &Etcd,
+        observed: Option<i64>,
+        now: u64,
+        fail: bool,
+    ) -> (opentelemetry_sdk::trace::SpanData, Vec<String>) {
+        let (spy, logs, subscriber) = test_subscriber(&[], LogFormat::Json);
+        let _default = crate::testing::scoped_default(subscriber);
+        let span = reconcile_span_at(obj, "etcd", observed, now, Duration::from_secs(600)).span;
+        let result: Result<(), String> = run_in(span, async move {
+            tracing::info!("building");
+            if fail {
+                Err("spec.image \"x y\" is not a valid image reference".to_string())
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+        assert_eq!(result.is_err(), fail);
+        let spans = spy.finished();
+        assert_eq!(spans.len(), 1, "{spans:?}");
+        (spans[0].clone(), logs.lines())
+    }
+
+    #[tokio::test]
+    async fn a_new_generation_with_a_fresh_annotation_joins_the_parent_trace() {
+        let now = 1_800_000_000;
+        let (span, _) = reconcile_once(&etcd(2, stamped(now - 5)), Some(1), now, false).await;
+        assert_eq!(span.name, "reconcile Etcd");
+        assert_eq!(span.span_context.trace_id(), TraceId::from(TRACE));
+        assert_eq!(span.parent_span_id, SpanId::from(PARENT));
+        assert!(span.parent_span_is_remote);
+        assert!(span.links.is_empty());
+        let attr = |k: &str| {
+            span.attributes
+                .iter()
+                .find(|a| a.key.as_str() == k)
+                .map(|a| a.value.to_string())
+        };
+        assert_eq!(attr("multigres.resource.kind").as_deref(), Some("Etcd"));
+        assert_eq!(attr("k8s.namespace.name").as_deref(), Some("prod"));
+        assert_eq!(attr("k8s.object.generation").as_deref(), Some("2"));
+        assert_eq!(attr("multigres.trace.parent").as_deref(), Some("joined"));
+    }
+
+    #[tokio::test]
+    async fn a_resync_or_a_stale_annotation_starts_a_new_trace_with_a_link() {
+        let now = 1_800_000_000;
+        for (generation, observed, age) in [(2, Some(2), 5), (3, Some(2), 3600)] {
+            let (span, _) =
+                reconcile_once(&etcd(generation, stamped(now - age)), observed, now, false).await;
+            assert_ne!(span.span_context.trace_id(), TraceId::from(TRACE));
+            assert_eq!(span.parent_span_id, SpanId::INVALID, "a root");
+            let links: Vec<_> = span
+                .links
+                .iter()
+                .map(|l| (l.span_context.trace_id(), l.span_context.span_id()))
+                .collect();
+            assert_eq!(links, [(TraceId::from(TRACE), SpanId::from(PARENT))]);
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_first_reconcile_of_a_generation_joins() {
+        let now = 1_800_000_000;
+        let mut obj = etcd(7, stamped(now - 5));
+        obj.metadata.uid = Some("uid-joined-once".into());
+        assert!(
+            reconcile_span_at(
+                &etcd(9, BTreeMap::new()),
+                "etcd",
+                Some(8),
+                now,
+                Duration::from_secs(600)
+            )
+            .new_generation
+        );
+        let (first, _) = reconcile_once(&obj, Some(6), now, false).await;
+        assert_eq!(first.parent_span_id, SpanId::from(PARENT));
+        // Same generation, status not seen yet (a stale cache): not a second join of the
+        // annotation but a follow-up, under the first reconcile.
+        let (second, _) = reconcile_once(&obj, Some(6), now, false).await;
+        assert_eq!(second.parent_span_id, first.span_context.span_id());
+        assert!(second.links.is_empty());
+        // Both report the first reconcile's trace for status.lastTraceId.
+        let third = reconcile_span_at(&obj, "etcd", Some(6), now, Duration::from_secs(600));
+        assert!(!third.new_generation);
+        assert_eq!(
+            third.last_trace_id,
+            Some(first.span_context.trace_id().to_string())
+        );
+    }
+
+    /// Runs a reconcile span of `obj` in which the object is seen Ready when `ready`.
+    async fn reconcile_seeing(
+        obj: &Etcd,
+        observed: Option<i64>,
+        now: u64,
+        ready: bool,
+    ) -> opentelemetry_sdk::trace::SpanData {
+        let (spy, _logs, subscriber) = test_subscriber(&[], LogFormat::Json);
+        let _default = crate::testing::scoped_default(subscriber);
+        let span = reconcile_span_at(obj, "etcd", observed, now, Duration::from_secs(600)).span;
+        span.in_scope(|| mark_ready(obj, ready));
+        drop(span);
+        spy.finished().pop().expect("one span")
+    }
+
+    #[tokio::test]
+    async fn the_reconciles_of_a_generation_are_one_trace_until_it_is_ready() {
+        let now = now_unix_secs();
+        let mut obj = etcd(3, BTreeMap::new());
+        obj.metadata.uid = Some("uid-until-ready".into());
+        let first = reconcile_seeing(&obj, Some(2), now, false).await;
+        assert_eq!(
+            first.parent_span_id,
+            SpanId::INVALID,
+            "the generation's root"
+        );
+        let trace = first.span_context.trace_id();
+        let ready = reconcile_seeing(&obj, Some(3), now, true).await;
+        assert_eq!(ready.span_context.trace_id(), trace);
+        assert_eq!(ready.parent_span_id, first.span_context.span_id());
+        let event = ready
+            .events
+            .iter()
+            .find(|e| e.name == "generation ready")
+            .expect("the reconcile that sees Ready says so");
+        assert!(
+            event
+                .attributes
+                .iter()
+                .any(|a| a.key.as_str() == "multigres.generation.seconds_to_ready"),
+            "{event:?}"
+        );
+        // Once Ready: resyncs are traces of their own, linked to the generation's first span,
+        // and say Ready no more.
+        let resync = reconcile_seeing(&obj, Some(3), now, true).await;
+        assert_ne!(resync.span_context.trace_id(), trace);
+        assert_eq!(resync.parent_span_id, SpanId::INVALID);
+        let links: Vec<_> = resync
+            .links
+            .iter()
+            .map(|l| (l.span_context.trace_id(), l.span_context.span_id()))
+            .collect();
+        assert_eq!(links, [(trace, first.span_context.span_id())]);
+        assert!(resync.events.iter().all(|e| e.name != "generation ready"));
+    }
+
+    #[tokio::test]
+    async fn a_generation_that_never_gets_ready_stops_growing_its_trace_after_the_window() {
+        let now = 1_800_000_000;
+        let mut obj = etcd(4, BTreeMap::new());
+        obj.metadata.uid = Some("uid-never-ready".into());
+        let first = reconcile_seeing(&obj, Some(3), now, false).await;
+        let within = reconcile_seeing(&obj, Some(4), now + FOLLOW_WINDOW.as_secs(), false).await;
+        assert_eq!(within.parent_span_id, first.span_context.span_id());
+        let after = reconcile_seeing(&obj, Some(4), now + FOLLOW_WINDOW.as_secs() + 1, false).await;
+        assert_eq!(after.parent_span_id, SpanId::INVALID);
+        assert_eq!(after.links.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_annotation_is_a_new_root_with_a_warning_event() {
+        let bad = BTreeMap::from([(
+            TRACEPARENT_ANNOTATION.to_string(),
+            "00-not-a-trace-01".to_string(),
+        )]);
+        let (span, logs) = reconcile_once(&etcd(1, bad), None, 1_800_000_000, false).await;
+        assert_eq!(span.parent_span_id, SpanId::INVALID);
+        assert!(span.links.is_empty());
+        assert!(
+            span.events.iter().any(|e| e.name.contains("malformed")),
+            "{:?}",
+            span.events
+        );
+        assert!(
+            logs.iter()
+                .any(|l| l.contains("WARN") && l.contains("malformed")),
+            "{logs:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_marks_the_span_and_logs_with_its_trace_id() {
+        let (span, logs) =
+            reconcile_once(&etcd(1, BTreeMap::new()), None, 1_800_000_000, true).await;
+        assert!(
+            matches!(span.status, opentelemetry::trace::Status::Error { .. }),
+            "{:?}",
+            span.status
+        );
+        let exception = span
+            .events
+            .iter()
+            .find(|e| e.name == "exception")
+            .expect("exception event");
+        assert!(
+            exception
+                .attributes
+                .iter()
+                .any(|a| a.value.to_string().contains("not a valid image reference"))
+        );
+        let trace_id = span.span_context.trace_id().to_string();
+        let line = logs
+            .iter()
+            .find(|l| l.contains("ERROR"))
+            .expect("error log line");
+        assert!(line.contains(&trace_id), "{line}");
+    }
+}
