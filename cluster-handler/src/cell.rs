@@ -22,8 +22,8 @@ use multigres_telemetry::spans;
 use crate::aggregate::{ChildReport, core_status, finish, sum};
 use crate::context::Context;
 use crate::error::Error;
-use crate::fanout::{FanOut, failures, written};
 use crate::spec::{SpecError, check_len};
+use multigres_runtime::fanout::{FanOut, describe, failures, written};
 
 const KIND: &str = "Cell";
 const CONTROLLER: &str = "cell";
@@ -104,8 +104,15 @@ pub fn build(cell: &Cell) -> Result<CellChildren, SpecError> {
 /// Reconciles one Cell: its three components in parallel, then its status.
 pub async fn reconcile(obj: Arc<Cell>, ctx: Arc<Context>) -> Result<Action, Error> {
     let observed = obj.status.as_ref().and_then(|s| s.core.observed_generation);
-    let root = spans::reconcile_span(obj.as_ref(), CONTROLLER, observed);
-    spans::run_in(root.span, reconcile_in_span(obj, ctx, root.last_trace_id)).await
+    let events = ctx.events.clone();
+    multigres_runtime::reconcile::in_root_span(
+        obj.clone().as_ref(),
+        CONTROLLER,
+        observed,
+        &events,
+        |last| reconcile_in_span(obj, ctx, last),
+    )
+    .await
 }
 
 async fn reconcile_in_span(
@@ -144,7 +151,7 @@ async fn reconcile_in_span(
             orch,
             pooler,
         }) => {
-            let mut fan = FanOut::default();
+            let mut fan = FanOut::new(CLUSTER_HANDLER_MANAGER);
             let live = ctx.gateways.get(&ObjectRef::from(&gateway));
             fan.apply(
                 Api::<MultiGateway>::namespaced(ctx.client.clone(), &ns),
@@ -164,13 +171,14 @@ async fn reconcile_in_span(
                 live,
             );
             let writes = fan.join().await;
+            ctx.events.children_written(obj.as_ref(), &writes).await;
             let failed = failures(&writes);
             just_written = written(&writes);
             if failed.is_empty() {
                 (None, Ok(()))
             } else {
                 (
-                    Some(("ApplyFailed", crate::error::describe(&failed))),
+                    Some(("ApplyFailed", describe(&failed))),
                     Err(Error::Children {
                         object: object.clone(),
                         failed,

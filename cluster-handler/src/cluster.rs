@@ -27,9 +27,9 @@ use crate::aggregate::{ChildReport, core_status, finish, sum};
 use crate::backup::ClaimState;
 use crate::context::Context;
 use crate::error::Error;
-use crate::fanout::{FanOut, failures, written};
 use crate::spec::{SpecError, check_len};
 use crate::topology::State as TopologyState;
+use multigres_runtime::fanout::{FanOut, describe, failures, written};
 
 const KIND: &str = "MultigresCluster";
 const CONTROLLER: &str = "multigrescluster";
@@ -282,8 +282,15 @@ pub fn build(cluster: &MultigresCluster) -> Result<ClusterChildren, SpecError> {
 /// longer lists, and summarise the children in its status.
 pub async fn reconcile(obj: Arc<MultigresCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let observed = obj.status.as_ref().and_then(|s| s.core.observed_generation);
-    let root = spans::reconcile_span(obj.as_ref(), CONTROLLER, observed);
-    spans::run_in(root.span, reconcile_in_span(obj, ctx, root.last_trace_id)).await
+    let events = ctx.events.clone();
+    multigres_runtime::reconcile::in_root_span(
+        obj.clone().as_ref(),
+        CONTROLLER,
+        observed,
+        &events,
+        |last| reconcile_in_span(obj, ctx, last),
+    )
+    .await
 }
 
 async fn reconcile_in_span(
@@ -340,7 +347,7 @@ async fn reconcile_in_span(
                     topology,
                     Ok(TopologyState::Registered { .. } | TopologyState::NotManaged)
                 );
-                let mut fan = FanOut::default();
+                let mut fan = FanOut::new(CLUSTER_HANDLER_MANAGER);
                 let etcd = children.etcd.clone();
                 let live = ctx.etcds.get(&ObjectRef::from(&etcd));
                 fan.apply(
@@ -360,6 +367,7 @@ async fn reconcile_in_span(
                     );
                 }
                 let writes = fan.join().await;
+                ctx.events.children_written(obj.as_ref(), &writes).await;
                 let failed = failures(&writes);
                 just_written = written(&writes);
                 let keep: BTreeSet<String> = children.cells.iter().map(|c| c.name_any()).collect();
@@ -371,7 +379,7 @@ async fn reconcile_in_span(
                 .await;
                 let (problem, result) = if !failed.is_empty() {
                     (
-                        Some(("ApplyFailed", crate::error::describe(&failed))),
+                        Some(("ApplyFailed", describe(&failed))),
                         Err(Error::Children {
                             object: object.clone(),
                             failed: failed.clone(),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use kube::Client;
 use multigres_api::crd::{Cell, Etcd, MultiGateway, MultiOrch, MultiPooler};
+use multigres_runtime::events::EventRecorder;
 use multigres_runtime::metrics::Metrics;
 use multigres_runtime::retry::Backoffs;
 use multigres_runtime::watch::Cache;
@@ -14,6 +15,8 @@ use multigres_runtime::watch::Cache;
 /// this handler writes.
 pub struct Context {
     pub client: Client,
+    /// Events on the objects reconciled (what was written, why a reconcile failed).
+    pub events: EventRecorder,
     pub etcds: Cache<Etcd>,
     pub cells: Cache<Cell>,
     pub gateways: Cache<MultiGateway>,

@@ -39,7 +39,7 @@ pub enum Error {
     },
 
     /// Some children could not be written; the others were.
-    #[error("{object}: {}", describe(.failed))]
+    #[error("{object}: {}", multigres_runtime::fanout::describe(.failed))]
     Children {
         object: String,
         failed: Vec<(String, String)>,
@@ -63,13 +63,18 @@ pub enum Error {
     },
 }
 
-/// `Cell a: error; Etcd b: error`.
-pub fn describe(failed: &[(String, String)]) -> String {
-    failed
-        .iter()
-        .map(|(id, e)| format!("{id}: {e}"))
-        .collect::<Vec<_>>()
-        .join("; ")
+impl multigres_runtime::reconcile::Failure for Error {
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Spec { source, .. } => source.reason(),
+            Self::Credentials { source, .. } => source.reason(),
+            Self::Backup { source, .. } => source.reason(),
+            Self::Topology { source, .. } => source.reason(),
+            Self::Children { .. } => "ApplyFailed",
+            Self::Cleanup { .. } => "CleanupFailed",
+            Self::Status { .. } => "StatusWriteFailed",
+        }
+    }
 }
 
 impl Error {

@@ -12,7 +12,6 @@ mod cell;
 mod cluster;
 mod context;
 mod error;
-mod fanout;
 mod password;
 mod run;
 mod spec;

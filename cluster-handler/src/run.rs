@@ -9,6 +9,7 @@ use kube::runtime::{Controller, watcher};
 use multigres_api::crd::{Cell, Etcd, MultiGateway, MultiOrch, MultiPooler, MultigresCluster};
 use multigres_api::meta::CLUSTER_HANDLER_MANAGER;
 use multigres_runtime::cli::CommonArgs;
+use multigres_runtime::events::EventRecorder;
 use multigres_runtime::kubeconnect::ensure_crd;
 use multigres_runtime::metrics::Metrics;
 use multigres_runtime::process::Stop;
@@ -94,6 +95,7 @@ async fn controllers(
         poolers.subscribe()?,
     );
     let ctx = Arc::new(Context {
+        events: EventRecorder::new(client.clone(), CLUSTER_HANDLER_MANAGER),
         client: client.clone(),
         etcds: etcds.spawn(common.watch_api(&client), stop.clone()),
         cells: cells.spawn(common.watch_api(&client), stop.clone()),

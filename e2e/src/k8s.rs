@@ -168,3 +168,33 @@ pub async fn lease_holder(client: &Client, ns: &str, name: &str) -> Option<Strin
         .and_then(|s| s.holder_identity)
         .filter(|h| !h.is_empty())
 }
+
+/// The events.k8s.io Events in `ns` about the `kind` object `name`, oldest first.
+pub async fn events_about(
+    client: &Client,
+    ns: &str,
+    kind: &str,
+    name: &str,
+) -> Result<Vec<k8s_openapi::api::events::v1::Event>, String> {
+    let mut events: Vec<_> =
+        Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| format!("listing Events in {ns}: {e}"))?
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().is_some_and(|r| {
+                    r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name)
+                })
+            })
+            .collect();
+    events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+    Ok(events)
+}
+
+/// The trace id a handler's Event note ends with (`… (trace_id=<32 hex digits>)`).
+pub fn note_trace_id(note: &str) -> Option<&str> {
+    let id = note.strip_suffix(')')?.rsplit_once("(trace_id=")?.1;
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+}

@@ -15,7 +15,8 @@ use e2e::tempo::{Span, Tempo};
 use e2e::{TestEnv, install_crds, wait_until, with_namespace};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use multigres_api::crd::{MultigresCluster, Phase};
+use multigres_api::crd::{MultiGateway, MultigresCluster, Phase};
+use multigres_api::meta::{cell_object_name, cluster_etcd_name};
 use multigres_api::samples::{load, samples_dir};
 use serde_json::json;
 
@@ -79,6 +80,21 @@ async fn wait_healthy(api: &Api<MultigresCluster>, name: &str) -> MultigresClust
         }
     })
     .await
+}
+
+/// `kubectl describe <kind> <name>` as the admin.
+fn describe_with_kubectl(env: &TestEnv, ns: &str, kind: &str, name: &str) -> String {
+    let out = env
+        .kubectl()
+        .args(["describe", "-n", ns, kind, name])
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "kubectl describe {kind} {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Polls Tempo until trace `id` satisfies `check` (spans arrive in batches from three processes).
@@ -243,6 +259,23 @@ async fn one_trace_spans_both_handlers_and_the_api_server() {
             to_healthy.abs_diff(traced) < Duration::from_secs(1),
             "the trace says {traced:?} from first reconcile to Healthy, the test measured {to_healthy:?}"
         );
+        // `kubectl describe mgc multi` tells what was created, each Event leading to this trace.
+        let created = wait_until("Created Events for the Etcd and the three Cells", TIMEOUT, || async {
+            let events = e2e::k8s::events_about(&client, &ns.name, "MultigresCluster", "multi").await?;
+            let created: Vec<String> = events
+                .iter()
+                .filter(|e| e.type_.as_deref() == Some("Normal") && e.reason.as_deref() == Some("Created"))
+                .filter_map(|e| e.note.clone())
+                .collect();
+            if created.len() == 4 { Ok(created) } else { Err(format!("{created:?}")) }
+        })
+        .await;
+        let children = std::iter::once(format!("Etcd {} created", cluster_etcd_name("multi")))
+            .chain(["zone-a", "zone-b", "zone-c"].map(|cell| format!("Cell {} created", cell_object_name("multi", cell))));
+        for child in children {
+            let note = created.iter().find(|n| n.starts_with(&child)).unwrap_or_else(|| panic!("no Event '{child}' in {created:?}"));
+            assert_eq!(e2e::k8s::note_trace_id(note), Some(trace_id.as_str()), "{note}");
+        }
         // Tempo finds it by the cluster's name.
         let by_name = format!(
             r#"{{ name = "reconcile MultigresCluster" && span.multigres.resource.name = "multi" && span.k8s.namespace.name = "{}" }}"#,
@@ -369,6 +402,55 @@ async fn a_failing_component_shows_error_spans_and_a_log_line_with_the_trace_id(
             .into_iter()
             .any(|l| l["level"] == "ERROR" && l["trace_id"].as_str() == Some(trace_id.as_str()) && l["error"].as_str().is_some_and(|e| e.contains("not a valid image reference")));
         assert!(logged, "no ERROR log line with trace_id {trace_id}:\n{}", resource_handler.log_tail(30));
+
+        // The failing MultiGateway has one Warning Event, counted again at each retry, whose
+        // note quotes the error and names a trace holding the failed reconcile.
+        let gateway = Api::<MultiGateway>::namespaced(client.clone(), &ns.name).list(&Default::default()).await.expect("gateways").items.remove(0);
+        let gateway = kube::ResourceExt::name_any(&gateway);
+        let event = wait_until("one InvalidImage Event on the MultiGateway, seen twice", TIMEOUT, || async {
+            let events = e2e::k8s::events_about(&client, &ns.name, "MultiGateway", &gateway).await?;
+            let warnings: Vec<_> = events.iter().filter(|e| e.reason.as_deref() == Some("InvalidImage")).collect();
+            match warnings[..] {
+                [e] if e.series.as_ref().is_some_and(|s| s.count >= 2) => Ok(e.clone()),
+                _ => Err(format!("{warnings:?}")),
+            }
+        })
+        .await;
+        assert_eq!(event.type_.as_deref(), Some("Warning"));
+        assert_eq!(event.reporting_controller.as_deref(), Some(RH));
+        let note = event.note.clone().unwrap_or_default();
+        assert!(note.contains("not a valid image reference"), "{note}");
+        let event_trace = e2e::k8s::note_trace_id(&note).unwrap_or_else(|| panic!("no trace id in {note}")).to_string();
+        wait_for_trace(&tempo, &event_trace, "the Event's trace to hold the failed reconcile", |s| {
+            if named(s, RH, "reconcile MultiGateway").iter().any(|r| r.status_code == "STATUS_CODE_ERROR") { Ok(()) } else { Err("no failed reconcile MultiGateway".into()) }
+        })
+        .await;
+        let described = describe_with_kubectl(&env, &ns.name, "multigateway", &gateway);
+        assert!(described.contains("InvalidImage") && described.contains(&event_trace), "kubectl describe multigateway {gateway}:\n{described}");
+
+        // A cluster whose name leaves no room for its children's names: the Warning is on the
+        // MultigresCluster itself, and `kubectl describe mgc` shows it with its trace.
+        let long = "a-cluster-name-that-is-long-enough-to-overflow";
+        let cluster: MultigresCluster = serde_json::from_value(json!({
+            "apiVersion": "multigres.com/v1alpha1", "kind": "MultigresCluster", "metadata": {"name": long}, "spec": {}
+        }))
+        .expect("cluster");
+        api.create(&PostParams::default(), &cluster).await.expect("created");
+        let event = wait_until("a NameTooLong Event on the cluster", TIMEOUT, || async {
+            let events = e2e::k8s::events_about(&client, &ns.name, "MultigresCluster", long).await?;
+            events.into_iter().find(|e| e.reason.as_deref() == Some("NameTooLong")).ok_or_else(|| "none yet".to_string())
+        })
+        .await;
+        assert_eq!(event.reporting_controller.as_deref(), Some(CH));
+        let note = event.note.clone().unwrap_or_default();
+        assert!(note.contains("shorten the name"), "{note}");
+        let event_trace = e2e::k8s::note_trace_id(&note).unwrap_or_else(|| panic!("no trace id in {note}")).to_string();
+        wait_for_trace(&tempo, &event_trace, "the Event's trace to hold the failed cluster reconcile", |s| {
+            if named(s, CH, "reconcile MultigresCluster").iter().any(|r| r.status_code == "STATUS_CODE_ERROR") { Ok(()) } else { Err("no failed reconcile MultigresCluster".into()) }
+        })
+        .await;
+        let described = describe_with_kubectl(&env, &ns.name, "mgc", long);
+        assert!(described.contains("NameTooLong") && described.contains(&event_trace), "kubectl describe mgc {long}:\n{described}");
     })
     .await;
 }

@@ -8,6 +8,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
+use multigres_runtime::events::EventRecorder;
 use multigres_runtime::metrics::Metrics;
 use multigres_runtime::retry::Backoffs;
 use multigres_runtime::watch::Cache;
@@ -17,6 +18,8 @@ use crate::builders::BuildContext;
 /// Everything a reconcile needs besides the object.
 pub struct Context {
     pub client: Client,
+    /// Events on the objects reconciled (what was written, why a reconcile failed).
+    pub events: EventRecorder,
     pub statefulsets: Cache<StatefulSet>,
     pub deployments: Cache<Deployment>,
     pub services: Cache<Service>,

@@ -32,13 +32,12 @@ pub enum Error {
         source: kube::Error,
     },
 
-    /// Writing one of the workloads failed.
-    #[error("{object}: applying {target}: {source}")]
+    /// Writing some of the workload objects failed.
+    #[error("{object}: {}", multigres_runtime::fanout::describe(.failed))]
     Apply {
         object: String,
-        target: String,
-        #[source]
-        source: kube::Error,
+        /// `(Kind name, error)` of every object that could not be applied.
+        failed: Vec<(String, String)>,
     },
 
     /// Writing the status failed.
@@ -52,6 +51,19 @@ pub enum Error {
     /// The object has no namespace (it was not read from the API server).
     #[error("{object}: not a namespaced object read from the API server")]
     NotStored { object: String },
+}
+
+impl multigres_runtime::reconcile::Failure for Error {
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Build { source, .. } => source.reason(),
+            Self::ForeignVolumes { .. } => crate::volumes::FOREIGN_VOLUMES_REASON,
+            Self::ListClaims { .. } => "ListClaimsFailed",
+            Self::Apply { .. } => "ApplyFailed",
+            Self::Status { .. } => "StatusWriteFailed",
+            Self::NotStored { .. } => "NotStored",
+        }
+    }
 }
 
 impl Error {

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use futures::future::join_all;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -12,7 +11,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use multigres_api::meta::{RESOURCE_HANDLER_MANAGER, object_ref};
-use multigres_runtime::apply::{Desired, apply};
+use multigres_runtime::apply::Desired;
+use multigres_runtime::fanout::{FanOut, failures};
 use multigres_telemetry::spans;
 use opentelemetry::KeyValue;
 use serde::Serialize;
@@ -29,8 +29,16 @@ use crate::volumes::{self, FOREIGN_VOLUMES_REASON};
 /// Reconciles one component object, in its `reconcile <Kind>` span.
 pub async fn reconcile<C: Component>(obj: Arc<C>, ctx: Arc<Context>) -> Result<Action, Error> {
     let observed = obj.current_status().and_then(|s| s.observed_generation);
-    let root = spans::reconcile_span(obj.as_ref(), &C::kind(&()).to_lowercase(), observed);
-    spans::run_in(root.span, reconcile_in_span(obj, ctx, root.last_trace_id)).await
+    let controller = C::kind(&()).to_lowercase();
+    let events = ctx.events.clone();
+    multigres_runtime::reconcile::in_root_span(
+        obj.clone().as_ref(),
+        &controller,
+        observed,
+        &events,
+        |last| reconcile_in_span(obj, ctx, last),
+    )
+    .await
 }
 
 async fn reconcile_in_span<C: Component>(
@@ -110,7 +118,7 @@ async fn reconcile_in_span<C: Component>(
 }
 
 /// Applies `workloads` unless the claims of a StatefulSet about to be created hold them back;
-/// what happened, and the first error.
+/// what happened, and the error.
 async fn check_and_apply<C: Component>(
     ctx: &Context,
     obj: &C,
@@ -121,10 +129,9 @@ async fn check_and_apply<C: Component>(
     if let Err(err) = volumes::check_before_create(ctx, obj, ns, object, &workloads).await {
         return (held(&err), Err(err));
     }
-    let errors = apply_all(ctx, ns, object, workloads).await;
-    match errors.into_iter().next() {
-        None => (Outcome::Applied, Ok(())),
-        Some(err) => (Outcome::ApplyFailed(err.to_string()), Err(err)),
+    match apply_all(ctx, obj, ns, object, workloads).await {
+        Ok(()) => (Outcome::Applied, Ok(())),
+        Err(err) => (Outcome::ApplyFailed(err.to_string()), Err(err)),
     }
 }
 
@@ -152,100 +159,66 @@ pub fn error_policy<C: Component>(obj: Arc<C>, err: &Error, ctx: Arc<Context>) -
     )
 }
 
-/// Applies the workload and the objects around it concurrently; returns the errors.
-async fn apply_all(ctx: &Context, ns: &str, object: &str, workloads: Workloads) -> Vec<Error> {
+/// Applies the workload and the objects around it concurrently, each compared with its cached
+/// live object; an Event on `obj` for each one written. A pod that mounts a ConfigMap not there
+/// yet waits for it, so no order is needed.
+async fn apply_all<C: Component>(
+    ctx: &Context,
+    obj: &C,
+    ns: &str,
+    object: &str,
+    workloads: Workloads,
+) -> Result<(), Error> {
     let Workloads {
         workload,
         services,
         config_maps,
         disruption_budgets,
     } = workloads;
-    let main = async {
-        match workload {
-            Workload::StatefulSet(sts) => apply_one(ctx, &ctx.statefulsets, ns, object, sts).await,
-            Workload::Deployment(deploy) => {
-                apply_one(ctx, &ctx.deployments, ns, object, deploy).await
-            }
-        }
-    };
-    // A pod that mounts a ConfigMap not there yet waits for it, so no order is needed.
-    let (main, services, config_maps, disruption_budgets) = futures::join!(
-        main,
-        apply_each(ctx, &ctx.services, ns, object, services),
-        apply_each(ctx, &ctx.config_maps, ns, object, config_maps),
-        apply_each(ctx, &ctx.disruption_budgets, ns, object, disruption_budgets),
-    );
-    std::iter::once(main)
-        .chain(services)
-        .chain(config_maps)
-        .chain(disruption_budgets)
-        .filter_map(Result::err)
-        .collect()
-}
-
-/// Applies each of `desired` concurrently (see [`apply_one`]).
-async fn apply_each<K>(
-    ctx: &Context,
-    cache: &Store<K>,
-    ns: &str,
-    object: &str,
-    desired: Vec<K>,
-) -> Vec<Result<(), Error>>
-where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + Serialize
-        + DeserializeOwned,
-{
-    join_all(
-        desired
-            .into_iter()
-            .map(|k| apply_one(ctx, cache, ns, object, k)),
-    )
-    .await
-}
-
-/// Applies one object if it differs from the cached live one.
-async fn apply_one<K>(
-    ctx: &Context,
-    cache: &Store<K>,
-    ns: &str,
-    object: &str,
-    desired: K,
-) -> Result<(), Error>
-where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + Serialize
-        + DeserializeOwned,
-{
-    let name = desired.name_any();
-    let target = format!("{} {name}", K::kind(&()));
-    let live = cache.get(&ObjectRef::new(&name).within(ns));
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-    let applied = apply(
-        &api,
-        RESOURCE_HANDLER_MANAGER,
-        Desired::new(desired),
-        live.as_deref(),
-    )
-    .await
-    .map_err(|source| Error::Apply {
-        object: object.to_string(),
-        target: target.clone(),
-        source,
-    })?;
-    if applied.decision.needs_write() {
-        tracing::info!(
-            object,
-            target,
-            decision = applied.decision.as_str(),
-            "applied"
-        );
+    let mut fan = FanOut::new(RESOURCE_HANDLER_MANAGER);
+    match workload {
+        Workload::StatefulSet(sts) => start(&mut fan, ctx, &ctx.statefulsets, ns, sts),
+        Workload::Deployment(deploy) => start(&mut fan, ctx, &ctx.deployments, ns, deploy),
     }
-    Ok(())
+    for service in services {
+        start(&mut fan, ctx, &ctx.services, ns, service);
+    }
+    for config_map in config_maps {
+        start(&mut fan, ctx, &ctx.config_maps, ns, config_map);
+    }
+    for budget in disruption_budgets {
+        start(&mut fan, ctx, &ctx.disruption_budgets, ns, budget);
+    }
+    let writes = fan.join().await;
+    ctx.events.children_written(obj, &writes).await;
+    let failed = failures(&writes);
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Apply {
+        object: object.to_string(),
+        failed,
+    })
+}
+
+/// Starts applying `desired`, compared with the cached live object of its name.
+fn start<K>(fan: &mut FanOut, ctx: &Context, cache: &Store<K>, ns: &str, desired: K)
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let live = cache.get(&ObjectRef::new(&desired.name_any()).within(ns));
+    fan.apply(
+        Api::namespaced(ctx.client.clone(), ns),
+        Desired::new(desired),
+        live,
+    );
 }
 
 /// The live main workload of a component, from the watch cache.

@@ -14,6 +14,7 @@ use kube::{Api, Resource};
 use multigres_api::crd::{Etcd, MultiGateway, MultiOrch, MultiPooler};
 use multigres_api::meta::RESOURCE_HANDLER_MANAGER;
 use multigres_runtime::cli::{CommonArgs, parse_url};
+use multigres_runtime::events::EventRecorder;
 use multigres_runtime::kubeconnect::ensure_crd;
 use multigres_runtime::metrics::Metrics;
 use multigres_runtime::process::Stop;
@@ -114,6 +115,7 @@ async fn controllers(
     let gateway_owns = Owned::new(deployments.subscribe()?, services.subscribe()?);
     let orch_owns = Owned::new(deployments.subscribe()?, services.subscribe()?);
     let ctx = Arc::new(Context {
+        events: EventRecorder::new(client.clone(), RESOURCE_HANDLER_MANAGER),
         client: client.clone(),
         statefulsets: statefulsets.spawn(common.watch_api(&client), stop.clone()),
         deployments: deployments.spawn(common.watch_api(&client), stop.clone()),

@@ -6,6 +6,8 @@ pub mod admin;
 pub mod apply;
 pub mod cli;
 pub mod client;
+pub mod events;
+pub mod fanout;
 pub mod kubeconnect;
 pub mod leader;
 pub mod metrics;

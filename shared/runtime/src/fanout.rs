@@ -1,33 +1,45 @@
-//! Parallel fan-out: every child of one parent is applied in its own tokio task, so the wall
-//! time of a fan-out is that of the slowest child, and one failing child does not stop its
-//! siblings.
+//! The one concurrent applier of both handlers: every child of one parent is applied in its own
+//! tokio task (and its own `apply` span), so the wall time of a fan-out is that of the slowest
+//! child, and one failing child does not stop its siblings; every failure is reported.
 
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{Api, Resource, ResourceExt};
-use multigres_api::meta::CLUSTER_HANDLER_MANAGER;
-use multigres_runtime::apply::{Decision, Desired, apply};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 use tracing::Instrument;
+
+use crate::apply::{Decision, Desired, apply};
 
 /// The outcome of one child's apply.
 #[derive(Debug)]
 pub struct ChildWrite {
     /// `Kind name` of the child.
     pub id: String,
+    /// The child, for Events about it.
+    pub child: ObjectReference,
     pub result: Result<Decision, String>,
 }
 
 /// A set of child applies running concurrently.
-#[derive(Default)]
 pub struct FanOut {
+    /// The field manager of the applies.
+    manager: &'static str,
     tasks: JoinSet<ChildWrite>,
 }
 
 impl FanOut {
+    /// Applies made as field manager `manager`.
+    pub fn new(manager: &'static str) -> Self {
+        FanOut {
+            manager,
+            tasks: JoinSet::new(),
+        }
+    }
+
     /// Starts applying `desired` (compared with `live`, the cached child) in a new task.
     pub fn apply<K>(&mut self, api: Api<K>, desired: Desired<K>, live: Option<Arc<K>>)
     where
@@ -41,9 +53,11 @@ impl FanOut {
             + 'static,
     {
         let id = format!("{} {}", K::kind(&()), desired.object.name_any());
+        let child = desired.object.object_ref(&());
+        let manager = self.manager;
         // The task runs in the reconcile's span, so each child's `apply` span is its child.
         let task = async move {
-            let result = apply(&api, CLUSTER_HANDLER_MANAGER, desired, live.as_deref())
+            let result = apply(&api, manager, desired, live.as_deref())
                 .await
                 .map(|applied| applied.decision)
                 .map_err(|e| e.to_string());
@@ -52,7 +66,7 @@ impl FanOut {
             {
                 tracing::info!(child = id, decision = decision.as_str(), "applied");
             }
-            ChildWrite { id, result }
+            ChildWrite { id, child, result }
         };
         self.tasks.spawn(task.in_current_span());
     }
@@ -64,6 +78,7 @@ impl FanOut {
         while let Some(joined) = tasks.join_next().await {
             done.push(joined.unwrap_or_else(|e| ChildWrite {
                 id: "child task".to_string(),
+                child: ObjectReference::default(),
                 result: Err(format!("task failed: {e}")),
             }));
         }
@@ -79,6 +94,15 @@ pub fn written(writes: &[ChildWrite]) -> std::collections::BTreeSet<String> {
         .filter(|w| w.result.as_ref().is_ok_and(|d| d.needs_write()))
         .map(|w| w.id.clone())
         .collect()
+}
+
+/// The failures of a fan-out in one line: `Kind name: error; ...`.
+pub fn describe(failed: &[(String, String)]) -> String {
+    failed
+        .iter()
+        .map(|(id, e)| format!("{id}: {e}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The failed children of a fan-out as `(id, error)`.
@@ -156,7 +180,7 @@ mod tests {
         let api: Api<MultiGateway> = Api::namespaced(slow_client(delay, peak.clone()), "default");
         let children = 6;
         let started = Instant::now();
-        let mut fan = FanOut::default();
+        let mut fan = FanOut::new("multigres-test");
         for i in 0..children {
             fan.apply(api.clone(), Desired::new(gateway(&format!("g{i}"))), None);
         }
@@ -202,7 +226,7 @@ mod tests {
         });
         let api: Api<MultiGateway> =
             Api::namespaced(kube::Client::new(service, "default"), "default");
-        let mut fan = FanOut::default();
+        let mut fan = FanOut::new("multigres-test");
         for name in ["a", "bad", "c"] {
             fan.apply(api.clone(), Desired::new(gateway(name)), None);
         }
@@ -261,7 +285,7 @@ mod tests {
         let reconcile = tracing::info_span!("reconcile Cell");
         let trace_id = reconcile.context().span().span_context().trace_id();
         async {
-            let mut fan = FanOut::default();
+            let mut fan = FanOut::new("multigres-test");
             for name in ["g0", "g1", "g2"] {
                 fan.apply(api.clone(), Desired::traced(gateway(name)), None);
             }
