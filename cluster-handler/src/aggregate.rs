@@ -1,16 +1,7 @@
 //! Status of an aggregating object (cluster or cell) from the statuses of its children (pure).
 
-use kube::core::NamespaceResourceScope;
-use kube::runtime::controller::Action;
-use kube::{Api, Resource, ResourceExt};
 use multigres_api::conditions::{ConditionUpdate, DEGRADED, PROGRESSING, READY};
 use multigres_api::crd::{ComponentStatus, Phase, ReadyCount};
-use multigres_api::meta::{CLUSTER_HANDLER_MANAGER, object_ref};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
-use crate::context::Context;
-use crate::error::Error;
 
 /// What a parent knows about one child.
 #[derive(Clone, Debug, PartialEq)]
@@ -173,51 +164,6 @@ pub fn core_status(
     core.ready_replicas = counts.ready_replicas;
     core.ready = healthy;
     (core, phase)
-}
-
-/// The end of every aggregating reconcile: write the status if it changed, then report the
-/// reconcile's own outcome (`result`) to kube-runtime.
-pub async fn finish<K, S>(
-    ctx: &Context,
-    obj: &K,
-    kind: &str,
-    previous: Option<&S>,
-    status: &S,
-    summary: (Phase, bool),
-    result: Result<(), Error>,
-) -> Result<Action, Error>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + DeserializeOwned,
-    S: Serialize + PartialEq,
-{
-    let object = object_ref(obj);
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let written = multigres_runtime::status::write_status(
-        &api,
-        CLUSTER_HANDLER_MANAGER,
-        obj,
-        previous,
-        status,
-    )
-    .await
-    .map_err(|source| Error::Status {
-        object: object.clone(),
-        source,
-    })?;
-    if written {
-        let (phase, ready) = summary;
-        tracing::info!(object, phase = ?phase, ready, "status updated");
-    }
-    result?;
-    Ok(multigres_runtime::reconcile::succeeded(
-        kind,
-        &object,
-        &ctx.backoffs,
-        ctx.resync,
-    ))
 }
 
 #[cfg(test)]

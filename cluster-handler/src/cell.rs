@@ -1,11 +1,9 @@
 //! Cell → MultiGateway, MultiOrch and MultiPooler of that cell.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use multigres_api::crd::{
@@ -17,16 +15,14 @@ use multigres_api::meta::{
     MAX_STATEFULSET_NAME, cell_component_name, child_meta, object_ref, standard_labels,
 };
 use multigres_runtime::apply::Desired;
+use multigres_runtime::fanout::{FanOut, describe, failures, written};
+use multigres_runtime::reconcile::{Bookkeeping, Outcome, Reconciler};
 use multigres_telemetry::spans;
 
-use crate::aggregate::{ChildReport, core_status, finish, sum};
+use crate::aggregate::{ChildReport, core_status, sum};
 use crate::context::Context;
 use crate::error::Error;
 use crate::spec::{SpecError, check_len};
-use multigres_runtime::fanout::{FanOut, describe, failures, written};
-
-const KIND: &str = "Cell";
-const CONTROLLER: &str = "cell";
 
 /// The components a cell should have.
 #[derive(Clone, Debug, PartialEq)]
@@ -101,35 +97,49 @@ pub fn build(cell: &Cell) -> Result<CellChildren, SpecError> {
     })
 }
 
-/// Reconciles one Cell: its three components in parallel, then its status.
-pub async fn reconcile(obj: Arc<Cell>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let observed = obj.status.as_ref().and_then(|s| s.core.observed_generation);
-    let events = ctx.events.clone();
-    multigres_runtime::reconcile::in_root_span(
-        obj.clone().as_ref(),
-        CONTROLLER,
-        observed,
-        &events,
-        |last| reconcile_in_span(obj, ctx, last),
-    )
-    .await
+impl Reconciler<Cell> for Context {
+    type Status = CellStatus;
+    type Error = Error;
+
+    fn bookkeeping(&self) -> &Bookkeeping {
+        &self.run
+    }
+
+    async fn caches_ready(&self) {
+        self.wait_for_caches().await
+    }
+
+    fn status(obj: &Cell) -> Option<&CellStatus> {
+        obj.status.as_ref()
+    }
+
+    fn observed_generation(status: &CellStatus) -> Option<i64> {
+        status.core.observed_generation
+    }
+
+    fn ready(status: &CellStatus) -> bool {
+        status.phase == Some(Phase::Healthy)
+    }
+
+    fn record_trace(status: &mut CellStatus, trace_id: String) {
+        status.core.last_trace_id = Some(trace_id);
+    }
+
+    fn status_error(object: String, source: kube::Error) -> Error {
+        Error::Status { object, source }
+    }
+
+    async fn reconcile(&self, obj: &Cell) -> Result<Outcome<CellStatus, Error>, Error> {
+        observe(self, obj).await
+    }
 }
 
-async fn reconcile_in_span(
-    obj: Arc<Cell>,
-    ctx: Arc<Context>,
-    last_trace_id: Option<String>,
-) -> Result<Action, Error> {
-    ctx.caches_ready().await;
-    let object = object_ref(obj.as_ref());
-    let (_timer, done) =
-        multigres_runtime::reconcile::begin(KIND, &object, obj.as_ref(), &ctx.metrics);
-    if let Some(done) = done {
-        return Ok(done);
-    }
+/// Reconciles one Cell: its three components in parallel, then its status.
+async fn observe(ctx: &Context, obj: &Cell) -> Result<Outcome<CellStatus, Error>, Error> {
+    let object = object_ref(obj);
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
-    let built = build(&obj);
+    let built = build(obj);
     spans::event(
         "children built",
         vec![opentelemetry::KeyValue::new(
@@ -154,24 +164,24 @@ async fn reconcile_in_span(
             let mut fan = FanOut::new(CLUSTER_HANDLER_MANAGER);
             let live = ctx.gateways.get(&ObjectRef::from(&gateway));
             fan.apply(
-                Api::<MultiGateway>::namespaced(ctx.client.clone(), &ns),
+                Api::<MultiGateway>::namespaced(ctx.run.client.clone(), &ns),
                 Desired::traced(gateway),
                 live,
             );
             let live = ctx.orchs.get(&ObjectRef::from(&orch));
             fan.apply(
-                Api::<MultiOrch>::namespaced(ctx.client.clone(), &ns),
+                Api::<MultiOrch>::namespaced(ctx.run.client.clone(), &ns),
                 Desired::traced(orch),
                 live,
             );
             let live = ctx.poolers.get(&ObjectRef::from(&pooler));
             fan.apply(
-                Api::<MultiPooler>::namespaced(ctx.client.clone(), &ns),
+                Api::<MultiPooler>::namespaced(ctx.run.client.clone(), &ns),
                 Desired::traced(pooler),
                 live,
             );
             let writes = fan.join().await;
-            ctx.events.children_written(obj.as_ref(), &writes).await;
+            ctx.run.events.children_written(obj, &writes).await;
             let failed = failures(&writes);
             just_written = written(&writes);
             if failed.is_empty() {
@@ -230,11 +240,7 @@ async fn reconcile_in_span(
         problem,
         &Time(Timestamp::now()),
     );
-    let mut core = core;
-    if last_trace_id.is_some() {
-        core.last_trace_id = last_trace_id;
-    }
-    let shard = match crate::topology::cell_shard(&ctx, &obj).await {
+    let shard = match crate::topology::cell_shard(ctx, obj).await {
         Ok(shard) => shard.map(|s| ShardStatus {
             primary: s.primary,
             standbys: s.standbys,
@@ -251,21 +257,7 @@ async fn reconcile_in_span(
         pooler,
         shard,
     };
-    spans::mark_ready(obj.as_ref(), phase == Phase::Healthy);
-    let summary = (phase, status.core.ready);
-    finish(&ctx, obj.as_ref(), KIND, previous, &status, summary, result).await
-}
-
-/// Retry policy of the cell controller.
-pub fn error_policy(obj: Arc<Cell>, err: &Error, ctx: Arc<Context>) -> Action {
-    multigres_runtime::reconcile::failed(
-        KIND,
-        &object_ref(obj.as_ref()),
-        err,
-        err.category(),
-        &ctx.backoffs,
-        &ctx.metrics,
-    )
+    Ok(Outcome::new(status, result))
 }
 
 #[cfg(test)]

@@ -1,12 +1,10 @@
 //! MultigresCluster → one Etcd (global topology) and one Cell per entry of `spec.cells`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::DeleteParams;
-use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use multigres_api::crd::{
@@ -21,18 +19,17 @@ use multigres_api::meta::{
     generated_password_secret, is_controlled_by, object_ref, standard_labels,
 };
 use multigres_runtime::apply::Desired;
+use multigres_runtime::fanout::{FanOut, describe, failures, written};
+use multigres_runtime::reconcile::{Bookkeeping, Outcome, Reconciler};
 use multigres_telemetry::spans;
 
-use crate::aggregate::{ChildReport, core_status, finish, sum};
+use crate::aggregate::{ChildReport, core_status, sum};
 use crate::backup::ClaimState;
 use crate::context::Context;
 use crate::error::Error;
 use crate::spec::{SpecError, check_len};
 use crate::topology::State as TopologyState;
-use multigres_runtime::fanout::{FanOut, describe, failures, written};
 
-const KIND: &str = "MultigresCluster";
-const CONTROLLER: &str = "multigrescluster";
 /// How soon a cluster whose shard has no primary is looked at again.
 const NO_PRIMARY_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -128,7 +125,7 @@ async fn ensure_prerequisites(ctx: &Context, cluster: &MultigresCluster) -> Resu
     let object = object_ref(cluster);
     let secret = password_secret_ref(cluster).name;
     let password = async {
-        crate::password::ensure(&ctx.client, cluster)
+        crate::password::ensure(&ctx.run.client, cluster)
             .await
             .map(|(_, created)| created)
     };
@@ -140,7 +137,7 @@ async fn ensure_prerequisites(ctx: &Context, cluster: &MultigresCluster) -> Resu
         })?;
     if let Some(claim) = crate::backup::for_poolers(cluster).claim_name {
         let backup = async {
-            crate::backup::ensure(&ctx.client, cluster)
+            crate::backup::ensure(&ctx.run.client, cluster)
                 .await
                 .map(|c| c.is_some_and(|(_, created)| created))
         };
@@ -278,36 +275,56 @@ pub fn build(cluster: &MultigresCluster) -> Result<ClusterChildren, SpecError> {
     Ok(ClusterChildren { etcd, cells })
 }
 
-/// Reconciles one MultigresCluster: fan out its children in parallel, delete the Cells it no
-/// longer lists, and summarise the children in its status.
-pub async fn reconcile(obj: Arc<MultigresCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let observed = obj.status.as_ref().and_then(|s| s.core.observed_generation);
-    let events = ctx.events.clone();
-    multigres_runtime::reconcile::in_root_span(
-        obj.clone().as_ref(),
-        CONTROLLER,
-        observed,
-        &events,
-        |last| reconcile_in_span(obj, ctx, last),
-    )
-    .await
+impl Reconciler<MultigresCluster> for Context {
+    type Status = ClusterStatus;
+    type Error = Error;
+
+    fn bookkeeping(&self) -> &Bookkeeping {
+        &self.run
+    }
+
+    async fn caches_ready(&self) {
+        self.wait_for_caches().await
+    }
+
+    fn status(obj: &MultigresCluster) -> Option<&ClusterStatus> {
+        obj.status.as_ref()
+    }
+
+    fn observed_generation(status: &ClusterStatus) -> Option<i64> {
+        status.core.observed_generation
+    }
+
+    fn ready(status: &ClusterStatus) -> bool {
+        status.phase == Some(Phase::Healthy)
+    }
+
+    fn record_trace(status: &mut ClusterStatus, trace_id: String) {
+        status.core.last_trace_id = Some(trace_id);
+    }
+
+    fn status_error(object: String, source: kube::Error) -> Error {
+        Error::Status { object, source }
+    }
+
+    async fn reconcile(
+        &self,
+        obj: &MultigresCluster,
+    ) -> Result<Outcome<ClusterStatus, Error>, Error> {
+        observe(self, obj).await
+    }
 }
 
-async fn reconcile_in_span(
-    obj: Arc<MultigresCluster>,
-    ctx: Arc<Context>,
-    last_trace_id: Option<String>,
-) -> Result<Action, Error> {
-    ctx.caches_ready().await;
-    let object = object_ref(obj.as_ref());
-    let (_timer, done) =
-        multigres_runtime::reconcile::begin(KIND, &object, obj.as_ref(), &ctx.metrics);
-    if let Some(done) = done {
-        return Ok(done);
-    }
+/// Reconciles one MultigresCluster: fan out its children in parallel, delete the Cells it no
+/// longer lists, and summarise the children in its status.
+async fn observe(
+    ctx: &Context,
+    obj: &MultigresCluster,
+) -> Result<Outcome<ClusterStatus, Error>, Error> {
+    let object = object_ref(obj);
     let ns = obj.namespace().unwrap_or_default();
     let uid = obj.uid().unwrap_or_default();
-    let built = build(&obj);
+    let built = build(obj);
     spans::event(
         "children built",
         vec![opentelemetry::KeyValue::new(
@@ -327,10 +344,10 @@ async fn reconcile_in_span(
             }),
         ),
         Ok(children) => {
-            if let Err(e) = ensure_prerequisites(&ctx, &obj).await {
+            if let Err(e) = ensure_prerequisites(ctx, obj).await {
                 (None, e.problem(), Err(e))
             } else {
-                let topology = crate::topology::ensure(&ctx, &obj, &children).await;
+                let topology = crate::topology::ensure(ctx, obj, &children).await;
                 if let Ok(TopologyState::Registered {
                     shard: registered, ..
                 }) = &topology
@@ -351,7 +368,7 @@ async fn reconcile_in_span(
                 let etcd = children.etcd.clone();
                 let live = ctx.etcds.get(&ObjectRef::from(&etcd));
                 fan.apply(
-                    Api::<Etcd>::namespaced(ctx.client.clone(), &ns),
+                    Api::<Etcd>::namespaced(ctx.run.client.clone(), &ns),
                     Desired::traced(etcd),
                     live,
                 );
@@ -361,20 +378,20 @@ async fn reconcile_in_span(
                         continue;
                     }
                     fan.apply(
-                        Api::<Cell>::namespaced(ctx.client.clone(), &ns),
+                        Api::<Cell>::namespaced(ctx.run.client.clone(), &ns),
                         Desired::traced(cell.clone()),
                         live,
                     );
                 }
                 let writes = fan.join().await;
-                ctx.events.children_written(obj.as_ref(), &writes).await;
+                ctx.run.events.children_written(obj, &writes).await;
                 let failed = failures(&writes);
                 just_written = written(&writes);
                 let keep: BTreeSet<String> = children.cells.iter().map(|c| c.name_any()).collect();
                 let cleanup_span = tracing::info_span!(target: "multigres::cleanup", "cleanup", otel.name = "cleanup");
                 let cleanup = spans::run_in(
                     cleanup_span,
-                    delete_stale_cells(&ctx, &ns, &uid, &keep, &object),
+                    delete_stale_cells(ctx, &ns, &uid, &keep, &object),
                 )
                 .await;
                 let (problem, result) = if !failed.is_empty() {
@@ -475,7 +492,7 @@ async fn reconcile_in_span(
     // Pooler pods held by a backup claim that cannot be provisioned: say so rather than only
     // "not ready". Read only while poolers are missing, so a healthy cluster costs nothing.
     let claim = if problem.is_none() && pooler.ready_replicas < pooler.replicas {
-        crate::backup::state(&ctx.client, &obj).await
+        crate::backup::state(&ctx.run.client, obj).await
     } else {
         ClaimState::Fine
     };
@@ -522,9 +539,6 @@ async fn reconcile_in_span(
             Phase::Progressing
         };
     }
-    if last_trace_id.is_some() {
-        core.last_trace_id = last_trace_id;
-    }
     let status = ClusterStatus {
         core,
         phase: Some(phase),
@@ -535,15 +549,12 @@ async fn reconcile_in_span(
         pooler,
         shard,
     };
-    spans::mark_ready(obj.as_ref(), phase == Phase::Healthy);
-    let summary = (phase, status.core.ready);
-    let action = finish(&ctx, obj.as_ref(), KIND, previous, &status, summary, result).await?;
-    // Neither the topology nor a claim's age sends events: look again soon while the shard has
-    // no primary or the backup claim is not bound.
-    Ok(if no_primary || claim != ClaimState::Fine {
-        Action::requeue(NO_PRIMARY_RECHECK)
-    } else {
-        action
+    Ok(Outcome {
+        status,
+        result,
+        // Neither the topology nor a claim's age sends events: look again soon while the
+        // shard has no primary or the backup claim is not bound.
+        recheck: (no_primary || claim != ClaimState::Fine).then_some(NO_PRIMARY_RECHECK),
     })
 }
 
@@ -556,7 +567,7 @@ async fn delete_stale_cells(
     keep: &BTreeSet<String>,
     object: &str,
 ) -> Result<(), Error> {
-    let api: Api<Cell> = Api::namespaced(ctx.client.clone(), ns);
+    let api: Api<Cell> = Api::namespaced(ctx.run.client.clone(), ns);
     for cell in ctx.cells.state() {
         let stale = cell.namespace().as_deref() == Some(ns)
             && is_controlled_by(cell.as_ref(), uid)
@@ -583,18 +594,6 @@ async fn delete_stale_cells(
         }
     }
     Ok(())
-}
-
-/// Retry policy of the cluster controller.
-pub fn error_policy(obj: Arc<MultigresCluster>, err: &Error, ctx: Arc<Context>) -> Action {
-    multigres_runtime::reconcile::failed(
-        KIND,
-        &object_ref(obj.as_ref()),
-        err,
-        err.category(),
-        &ctx.backoffs,
-        &ctx.metrics,
-    )
 }
 
 #[cfg(test)]

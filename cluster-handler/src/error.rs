@@ -75,6 +75,19 @@ impl multigres_runtime::reconcile::Failure for Error {
             Self::Status { .. } => "StatusWriteFailed",
         }
     }
+
+    /// Low-cardinality label for logs and metrics.
+    fn category(&self) -> &'static str {
+        match self {
+            Self::Spec { .. } => "invalid_spec",
+            Self::Credentials { .. } => "credentials",
+            Self::Backup { .. } => "backup",
+            Self::Topology { .. } => "topology",
+            Self::Children { .. } => "apply",
+            Self::Cleanup { .. } => "cleanup",
+            Self::Status { .. } => "status",
+        }
+    }
 }
 
 impl Error {
@@ -84,19 +97,6 @@ impl Error {
             Self::Credentials { source, .. } => Some((source.reason(), source.to_string())),
             Self::Backup { source, .. } => Some((source.reason(), source.to_string())),
             _ => None,
-        }
-    }
-
-    /// Low-cardinality label for logs and metrics.
-    pub fn category(&self) -> &'static str {
-        match self {
-            Self::Spec { .. } => "invalid_spec",
-            Self::Credentials { .. } => "credentials",
-            Self::Backup { .. } => "backup",
-            Self::Topology { .. } => "topology",
-            Self::Children { .. } => "apply",
-            Self::Cleanup { .. } => "cleanup",
-            Self::Status { .. } => "status",
         }
     }
 }

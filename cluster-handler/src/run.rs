@@ -13,10 +13,10 @@ use multigres_runtime::events::EventRecorder;
 use multigres_runtime::kubeconnect::ensure_crd;
 use multigres_runtime::metrics::Metrics;
 use multigres_runtime::process::Stop;
+use multigres_runtime::reconcile::{Bookkeeping, error_policy, reconcile};
 use multigres_runtime::watch::SharedWatch;
 
 use crate::context::Context;
-use crate::{cell, cluster};
 
 /// Command-line flags of the cluster-handler.
 #[derive(Debug, Parser)]
@@ -95,16 +95,19 @@ async fn controllers(
         poolers.subscribe()?,
     );
     let ctx = Arc::new(Context {
-        events: EventRecorder::new(client.clone(), CLUSTER_HANDLER_MANAGER),
-        client: client.clone(),
+        run: Bookkeeping {
+            client: client.clone(),
+            manager: CLUSTER_HANDLER_MANAGER,
+            events: EventRecorder::new(client.clone(), CLUSTER_HANDLER_MANAGER),
+            backoffs: Default::default(),
+            metrics,
+            resync: common.resync,
+        },
         etcds: etcds.spawn(common.watch_api(&client), stop.clone()),
         cells: cells.spawn(common.watch_api(&client), stop.clone()),
         gateways: gateways.spawn(common.watch_api(&client), stop.clone()),
         orchs: orchs.spawn(common.watch_api(&client), stop.clone()),
         poolers: poolers.spawn(common.watch_api(&client), stop.clone()),
-        backoffs: Default::default(),
-        metrics,
-        resync: common.resync,
         ensured: Default::default(),
         topology,
     });
@@ -116,7 +119,11 @@ async fn controllers(
     .owns_shared_stream(etcd_events)
     .owns_shared_stream(cell_events)
     .graceful_shutdown_on(stop.clone())
-    .run(cluster::reconcile, cluster::error_policy, ctx.clone())
+    .run(
+        reconcile::<MultigresCluster, Context>,
+        error_policy::<MultigresCluster, Context>,
+        ctx.clone(),
+    )
     .for_each(|_| std::future::ready(()));
     let cells = Controller::new(
         common.watch_api::<Cell>(&client),
@@ -127,7 +134,11 @@ async fn controllers(
     .owns_shared_stream(orch_events)
     .owns_shared_stream(pooler_events)
     .graceful_shutdown_on(stop)
-    .run(cell::reconcile, cell::error_policy, ctx)
+    .run(
+        reconcile::<Cell, Context>,
+        error_policy::<Cell, Context>,
+        ctx,
+    )
     .for_each(|_| std::future::ready(()));
     tracing::info!("multigres-cluster-handler is running");
     futures::join!(clusters, cells);

@@ -64,11 +64,8 @@ impl multigres_runtime::reconcile::Failure for Error {
             Self::NotStored { .. } => "NotStored",
         }
     }
-}
 
-impl Error {
-    /// Low-cardinality label for logs and metrics.
-    pub fn category(&self) -> &'static str {
+    fn category(&self) -> &'static str {
         match self {
             Self::Build { .. } => "invalid_spec",
             Self::ForeignVolumes { .. } => "foreign_volumes",

@@ -1,18 +1,16 @@
-//! The one reconcile every component kind goes through:
-//! build (pure) → check the claims of a StatefulSet about to be created → apply each object
-//! that changed → derive status → write it if it changed.
-
-use std::sync::Arc;
+//! The one reconcile every component kind goes through, in the controller skeleton of
+//! `multigres_runtime::reconcile`.
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
+use multigres_api::crd::ComponentStatus;
 use multigres_api::meta::{RESOURCE_HANDLER_MANAGER, object_ref};
 use multigres_runtime::apply::Desired;
 use multigres_runtime::fanout::{FanOut, failures};
+use multigres_runtime::reconcile::{Bookkeeping, Outcome, Reconciler};
 use multigres_telemetry::spans;
 use opentelemetry::KeyValue;
 use serde::Serialize;
@@ -22,99 +20,75 @@ use crate::component::{Component, Workload, WorkloadKind, Workloads};
 use crate::context::Context;
 use crate::error::Error;
 use crate::status::{
-    Outcome, WorkloadState, component_status, deployment_state, statefulset_state,
+    Attempt, WorkloadState, component_status, deployment_state, statefulset_state,
 };
 use crate::volumes::{self, FOREIGN_VOLUMES_REASON};
 
-/// Reconciles one component object, in its `reconcile <Kind>` span.
-pub async fn reconcile<C: Component>(obj: Arc<C>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let observed = obj.current_status().and_then(|s| s.observed_generation);
-    let controller = C::kind(&()).to_lowercase();
-    let events = ctx.events.clone();
-    multigres_runtime::reconcile::in_root_span(
-        obj.clone().as_ref(),
-        &controller,
-        observed,
-        &events,
-        |last| reconcile_in_span(obj, ctx, last),
-    )
-    .await
-}
+impl<C: Component> Reconciler<C> for Context {
+    type Status = ComponentStatus;
+    type Error = Error;
 
-async fn reconcile_in_span<C: Component>(
-    obj: Arc<C>,
-    ctx: Arc<Context>,
-    last_trace_id: Option<String>,
-) -> Result<Action, Error> {
-    ctx.caches_ready().await;
-    let object = object_ref(obj.as_ref());
-    let (_timer, done) =
-        multigres_runtime::reconcile::begin(&C::kind(&()), &object, obj.as_ref(), &ctx.metrics);
-    if let Some(done) = done {
-        return Ok(done);
+    fn bookkeeping(&self) -> &Bookkeeping {
+        &self.run
     }
-    let Some(ns) = obj.namespace() else {
-        return Err(Error::NotStored { object });
-    };
-    let name = obj.name_any();
-    let built = obj.build(&ctx.build);
-    spans::event(
-        "desired objects built",
-        vec![KeyValue::new("multigres.build.ok", built.is_ok())],
-    );
-    let (outcome, result) = match built {
-        Err(source) => (
-            Outcome::Invalid(source.reason(), source.to_string()),
-            Err(Error::Build {
-                object: object.clone(),
-                source,
-            }),
-        ),
-        Ok(workloads) => check_and_apply(&ctx, obj.as_ref(), &ns, &object, workloads).await,
-    };
-    let workload = live_workload(&ctx, C::WORKLOAD, &ns, &name);
-    let now = Time(Timestamp::now());
-    let mut status = component_status(
-        obj.current_status(),
-        obj.meta().generation,
-        &outcome,
-        workload,
-        C::WORKLOAD.as_str(),
-        &now,
-    );
-    if last_trace_id.is_some() {
-        status.last_trace_id = last_trace_id;
+
+    async fn caches_ready(&self) {
+        self.wait_for_caches().await
     }
-    spans::mark_ready(obj.as_ref(), status.ready);
-    let api: Api<C> = Api::namespaced(ctx.client.clone(), &ns);
-    let written = multigres_runtime::status::write_status(
-        &api,
-        RESOURCE_HANDLER_MANAGER,
-        obj.as_ref(),
-        obj.current_status(),
-        &status,
-    )
-    .await
-    .map_err(|source| Error::Status {
-        object: object.clone(),
-        source,
-    })?;
-    if written {
-        tracing::info!(
-            object,
-            ready = status.ready,
-            replicas = status.replicas,
-            ready_replicas = status.ready_replicas,
-            "status updated"
+
+    fn status(obj: &C) -> Option<&ComponentStatus> {
+        obj.current_status()
+    }
+
+    fn observed_generation(status: &ComponentStatus) -> Option<i64> {
+        status.observed_generation
+    }
+
+    fn ready(status: &ComponentStatus) -> bool {
+        status.ready
+    }
+
+    fn record_trace(status: &mut ComponentStatus, trace_id: String) {
+        status.last_trace_id = Some(trace_id);
+    }
+
+    fn status_error(object: String, source: kube::Error) -> Error {
+        Error::Status { object, source }
+    }
+
+    /// Build (pure) → check the claims of a StatefulSet about to be created → apply each
+    /// object that changed → derive the status from the live workload.
+    async fn reconcile(&self, obj: &C) -> Result<Outcome<ComponentStatus, Error>, Error> {
+        let object = object_ref(obj);
+        let Some(ns) = obj.namespace() else {
+            return Err(Error::NotStored { object });
+        };
+        let built = obj.build(&self.build);
+        spans::event(
+            "desired objects built",
+            vec![KeyValue::new("multigres.build.ok", built.is_ok())],
         );
+        let (attempt, result) = match built {
+            Err(source) => (
+                Attempt::Invalid(source.reason(), source.to_string()),
+                Err(Error::Build {
+                    object: object.clone(),
+                    source,
+                }),
+            ),
+            Ok(workloads) => check_and_apply(self, obj, &ns, &object, workloads).await,
+        };
+        let workload = live_workload(self, C::WORKLOAD, &ns, &obj.name_any());
+        let status = component_status(
+            obj.current_status(),
+            obj.meta().generation,
+            &attempt,
+            workload,
+            C::WORKLOAD.as_str(),
+            &Time(Timestamp::now()),
+        );
+        Ok(Outcome::new(status, result))
     }
-    result?;
-    Ok(multigres_runtime::reconcile::succeeded(
-        &C::kind(&()),
-        &object,
-        &ctx.backoffs,
-        ctx.resync,
-    ))
 }
 
 /// Applies `workloads` unless the claims of a StatefulSet about to be created hold them back;
@@ -125,38 +99,24 @@ async fn check_and_apply<C: Component>(
     ns: &str,
     object: &str,
     workloads: Workloads,
-) -> (Outcome, Result<(), Error>) {
+) -> (Attempt, Result<(), Error>) {
     if let Err(err) = volumes::check_before_create(ctx, obj, ns, object, &workloads).await {
         return (held(&err), Err(err));
     }
     match apply_all(ctx, obj, ns, object, workloads).await {
-        Ok(()) => (Outcome::Applied, Ok(())),
-        Err(err) => (Outcome::ApplyFailed(err.to_string()), Err(err)),
+        Ok(()) => (Attempt::Applied, Ok(())),
+        Err(err) => (Attempt::ApplyFailed(err.to_string()), Err(err)),
     }
 }
 
 /// What the status says when the claim check stopped the reconcile before anything was applied.
-fn held(err: &Error) -> Outcome {
+fn held(err: &Error) -> Attempt {
     match err {
         Error::ForeignVolumes { source, .. } => {
-            Outcome::Held(FOREIGN_VOLUMES_REASON, source.to_string())
+            Attempt::Held(FOREIGN_VOLUMES_REASON, source.to_string())
         }
-        other => Outcome::ApplyFailed(other.to_string()),
+        other => Attempt::ApplyFailed(other.to_string()),
     }
-}
-
-/// Retry policy: per-object exponential backoff, so neither bad input nor an unavailable API
-/// server causes a hot loop.
-pub fn error_policy<C: Component>(obj: Arc<C>, err: &Error, ctx: Arc<Context>) -> Action {
-    let object = object_ref(obj.as_ref());
-    multigres_runtime::reconcile::failed(
-        &C::kind(&()),
-        &object,
-        err,
-        err.category(),
-        &ctx.backoffs,
-        &ctx.metrics,
-    )
 }
 
 /// Applies the workload and the objects around it concurrently, each compared with its cached
@@ -190,7 +150,7 @@ async fn apply_all<C: Component>(
         start(&mut fan, ctx, &ctx.disruption_budgets, ns, budget);
     }
     let writes = fan.join().await;
-    ctx.events.children_written(obj, &writes).await;
+    ctx.run.events.children_written(obj, &writes).await;
     let failed = failures(&writes);
     if failed.is_empty() {
         return Ok(());
@@ -215,7 +175,7 @@ where
 {
     let live = cache.get(&ObjectRef::new(&desired.name_any()).within(ns));
     fan.apply(
-        Api::namespaced(ctx.client.clone(), ns),
+        Api::namespaced(ctx.run.client.clone(), ns),
         Desired::new(desired),
         live,
     );

@@ -23,7 +23,7 @@ use multigres_runtime::watch::SharedWatch;
 use crate::builders::{BuildContext, DataPlaneTracing};
 use crate::component::Component;
 use crate::context::Context;
-use crate::reconcile::{error_policy, reconcile};
+use multigres_runtime::reconcile::{Bookkeeping, error_policy, reconcile};
 
 /// Command-line flags of the resource-handler.
 #[derive(Debug, Parser)]
@@ -115,16 +115,19 @@ async fn controllers(
     let gateway_owns = Owned::new(deployments.subscribe()?, services.subscribe()?);
     let orch_owns = Owned::new(deployments.subscribe()?, services.subscribe()?);
     let ctx = Arc::new(Context {
-        events: EventRecorder::new(client.clone(), RESOURCE_HANDLER_MANAGER),
-        client: client.clone(),
+        run: Bookkeeping {
+            client: client.clone(),
+            manager: RESOURCE_HANDLER_MANAGER,
+            events: EventRecorder::new(client.clone(), RESOURCE_HANDLER_MANAGER),
+            backoffs: Default::default(),
+            metrics,
+            resync: common.resync,
+        },
         statefulsets: statefulsets.spawn(common.watch_api(&client), stop.clone()),
         deployments: deployments.spawn(common.watch_api(&client), stop.clone()),
         services: services.spawn(common.watch_api(&client), stop.clone()),
         config_maps: config_maps.spawn(common.watch_api(&client), stop.clone()),
         disruption_budgets: disruption_budgets.spawn(common.watch_api(&client), stop.clone()),
-        backoffs: Default::default(),
-        resync: common.resync,
-        metrics,
         build,
     });
     tracing::info!("multigres-resource-handler is running");
@@ -218,7 +221,7 @@ async fn run_controller<C, W>(
     }
     controller
         .graceful_shutdown_on(stop)
-        .run(reconcile::<C>, error_policy::<C>, ctx)
+        .run(reconcile::<C, Context>, error_policy::<C, Context>, ctx)
         .for_each(|_| std::future::ready(()))
         .await;
 }

@@ -38,7 +38,7 @@ pub fn deployment_state(deploy: &Deployment) -> WorkloadState {
 
 /// What the reconcile managed to do this time.
 #[derive(Clone, Debug)]
-pub enum Outcome {
+pub enum Attempt {
     /// Every object is applied (or already up to date).
     Applied,
     /// The spec cannot be built: `(reason, message)`.
@@ -56,7 +56,7 @@ pub enum Outcome {
 pub fn component_status(
     previous: Option<&ComponentStatus>,
     generation: Option<i64>,
-    outcome: &Outcome,
+    attempt: &Attempt,
     workload: Option<WorkloadState>,
     workload_kind: &str,
     now: &Time,
@@ -68,12 +68,12 @@ pub fn component_status(
     let counts = workload.map_or_else(String::new, |w| {
         format!("{}/{} pods ready", w.ready_replicas, w.replicas)
     });
-    let (ready, progressing) = match (outcome, workload) {
-        (Outcome::Invalid(reason, message), _) => (
+    let (ready, progressing) = match (attempt, workload) {
+        (Attempt::Invalid(reason, message), _) => (
             ConditionUpdate::new(READY, false, reason, message.clone()),
             ConditionUpdate::new(PROGRESSING, false, reason, "the spec must be fixed first"),
         ),
-        (Outcome::Held(reason, message), _) => (
+        (Attempt::Held(reason, message), _) => (
             ConditionUpdate::new(READY, false, reason, message.clone()),
             ConditionUpdate::new(
                 PROGRESSING,
@@ -82,11 +82,11 @@ pub fn component_status(
                 "nothing is created until this is resolved; retrying with backoff",
             ),
         ),
-        (Outcome::ApplyFailed(message), _) => (
+        (Attempt::ApplyFailed(message), _) => (
             ConditionUpdate::new(READY, false, "ApplyFailed", message.clone()),
             ConditionUpdate::new(PROGRESSING, false, "ApplyFailed", "retrying with backoff"),
         ),
-        (Outcome::Applied, None) => (
+        (Attempt::Applied, None) => (
             ConditionUpdate::new(
                 READY,
                 false,
@@ -100,7 +100,7 @@ pub fn component_status(
                 format!("the {workload_kind} was created"),
             ),
         ),
-        (Outcome::Applied, Some(w)) if w.rolled_out && w.ready_replicas >= w.replicas => (
+        (Attempt::Applied, Some(w)) if w.rolled_out && w.ready_replicas >= w.replicas => (
             ConditionUpdate::new(READY, true, "AllReplicasReady", counts),
             ConditionUpdate::new(
                 PROGRESSING,
@@ -109,7 +109,7 @@ pub fn component_status(
                 "every pod runs the current spec",
             ),
         ),
-        (Outcome::Applied, Some(w)) => (
+        (Attempt::Applied, Some(w)) => (
             ConditionUpdate::new(READY, false, "ReplicasNotReady", counts),
             if w.rolled_out {
                 ConditionUpdate::new(
@@ -172,7 +172,7 @@ mod tests {
         let s = component_status(
             None,
             Some(1),
-            &Outcome::Applied,
+            &Attempt::Applied,
             Some(w),
             "StatefulSet",
             &now(),
@@ -192,7 +192,7 @@ mod tests {
         let s = component_status(
             Some(&s),
             Some(1),
-            &Outcome::Applied,
+            &Attempt::Applied,
             Some(w),
             "StatefulSet",
             &now(),
@@ -210,7 +210,7 @@ mod tests {
         let s = component_status(
             None,
             Some(4),
-            &Outcome::Invalid("InvalidImage", "bad image".into()),
+            &Attempt::Invalid("InvalidImage", "bad image".into()),
             None,
             "Deployment",
             &now(),
@@ -228,7 +228,7 @@ mod tests {
         let s = component_status(
             None,
             Some(4),
-            &Outcome::ApplyFailed("Service x: forbidden".into()),
+            &Attempt::ApplyFailed("Service x: forbidden".into()),
             None,
             "Deployment",
             &now(),
@@ -244,7 +244,7 @@ mod tests {
         let s = component_status(
             None,
             Some(2),
-            &Outcome::Held("VolumesFromAnotherObject", "delete the claims".into()),
+            &Attempt::Held("VolumesFromAnotherObject", "delete the claims".into()),
             None,
             "StatefulSet",
             &now(),
@@ -268,7 +268,7 @@ mod tests {
         let first = component_status(
             None,
             Some(1),
-            &Outcome::Applied,
+            &Attempt::Applied,
             Some(w),
             "StatefulSet",
             &now(),
@@ -277,7 +277,7 @@ mod tests {
         let again = component_status(
             Some(&first),
             Some(1),
-            &Outcome::Applied,
+            &Attempt::Applied,
             Some(w),
             "StatefulSet",
             &later,

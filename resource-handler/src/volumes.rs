@@ -209,7 +209,7 @@ async fn list_claims(
         .iter()
         .map(|(key, value)| format!("{key}={value}"))
         .collect();
-    let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.run.client.clone(), ns);
     let list = api
         .list(&ListParams::default().labels(&labels.join(",")))
         .await

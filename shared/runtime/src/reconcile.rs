@@ -1,99 +1,202 @@
-//! The bookkeeping every controller does around a reconcile: run it in its root span, count and
-//! time it, publish a Warning Event when it fails, and on failure log one warning naming the
-//! object, count the error and pick the retry delay.
+//! The controller skeleton: what every reconcile does whatever its kind. A controller
+//! implements [`Reconciler`] (build and apply its children, observe the status); [`reconcile`]
+//! and [`error_policy`] do the rest, in this order:
+//!
+//! 1. the `reconcile <Kind>` root span, joined to or linked with the annotated trace context
+//!    (the first reconcile of a generation records its trace id in `status.lastTraceId`);
+//! 2. wait for the caches, count and time the reconcile;
+//! 3. stop at an object being deleted (its children are left to garbage collection);
+//! 4. the controller's own work, then the status write when the status changed, with a log
+//!    line;
+//! 5. on failure a Warning Event from inside the span (its note names the trace), then one
+//!    warning log line, an error metric and a retry after the object's backoff delay (never a
+//!    hot loop); on success the backoff is forgotten and the next look is after the resync.
 
-use std::fmt::Display;
+use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::Resource;
+use kube::api::Api;
+use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use multigres_api::meta::object_ref;
 use multigres_telemetry::spans;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::events::EventRecorder;
-use crate::metrics::{Metrics, ReconcileTimer};
+use crate::metrics::Metrics;
 use crate::retry::Backoffs;
 
-/// A reconcile's error, as Events and metrics name it.
-pub trait Failure: Display {
+/// A reconcile's error, as Events, logs and metrics name it.
+pub trait Failure: std::error::Error + Send + Sync + 'static {
     /// CamelCase reason of the Warning Event, e.g. `InvalidImage`.
     fn reason(&self) -> &'static str;
+    /// Low-cardinality label of the error metric and log line, e.g. `invalid_spec`.
+    fn category(&self) -> &'static str;
 }
 
-/// Runs `body` as the reconcile of `obj`, in its `reconcile <Kind>` root span (joined to or
-/// linked with the annotated trace context); `body` gets the trace id to record in status. A
-/// failure is published as a Warning Event on `obj` from inside the span, so its note names
-/// the failing trace.
-pub async fn in_root_span<K, E, F, Fut>(
-    obj: &K,
-    controller: &str,
-    observed_generation: Option<i64>,
-    events: &EventRecorder,
-    body: F,
-) -> Result<Action, E>
+/// What one reconcile found: the status to write and how the reconcile went.
+pub struct Outcome<S, E> {
+    pub status: S,
+    /// The reconcile's own failure, reported after the status is written (the status says
+    /// what went wrong; the error drives the retry).
+    pub result: Result<(), E>,
+    /// On success, look again after this long instead of the resync interval (for what sends
+    /// no watch events, such as the Multigres topology).
+    pub recheck: Option<Duration>,
+}
+
+impl<S, E> Outcome<S, E> {
+    pub fn new(status: S, result: Result<(), E>) -> Self {
+        Outcome {
+            status,
+            result,
+            recheck: None,
+        }
+    }
+}
+
+/// The parts of a controller's context the skeleton uses.
+pub struct Bookkeeping {
+    pub client: kube::Client,
+    /// Field manager of the status writes.
+    pub manager: &'static str,
+    pub events: EventRecorder,
+    pub backoffs: Backoffs,
+    pub metrics: Arc<Metrics>,
+    /// How often a healthy object is reconciled again without any event.
+    pub resync: Duration,
+}
+
+/// What differs between controllers of kind `K`.
+pub trait Reconciler<K>: Send + Sync + 'static {
+    type Status: Serialize + PartialEq + Send + Sync;
+    type Error: Failure;
+
+    fn bookkeeping(&self) -> &Bookkeeping;
+
+    /// Waits until the caches the reconcile reads have listed once, so "not in the cache"
+    /// means "does not exist".
+    fn caches_ready(&self) -> impl Future<Output = ()> + Send;
+
+    /// The status `obj` carries now.
+    fn status(obj: &K) -> Option<&Self::Status>;
+
+    /// The generation `status` was computed for.
+    fn observed_generation(status: &Self::Status) -> Option<i64>;
+
+    /// Whether `status` says the object reached what its spec asks.
+    fn ready(status: &Self::Status) -> bool;
+
+    /// Records the trace of the first reconcile of a generation in `status`.
+    fn record_trace(status: &mut Self::Status, trace_id: String);
+
+    /// A failed status write, as this controller's error.
+    fn status_error(object: String, source: kube::Error) -> Self::Error;
+
+    /// Builds and applies the children of `obj` and observes them. An error here leaves the
+    /// status as it is.
+    fn reconcile(
+        &self,
+        obj: &K,
+    ) -> impl Future<Output = Result<Outcome<Self::Status, Self::Error>, Self::Error>> + Send;
+}
+
+/// The reconcile function of a kube-runtime `Controller` of kind `K`.
+pub async fn reconcile<K, R>(obj: Arc<K>, ctx: Arc<R>) -> Result<Action, R::Error>
 where
-    K: Resource<DynamicType = ()>,
-    E: Failure,
-    F: FnOnce(Option<String>) -> Fut,
-    Fut: Future<Output = Result<Action, E>>,
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    R: Reconciler<K>,
 {
-    let root = spans::reconcile_span(obj, controller, observed_generation);
+    let kind = K::kind(&());
+    let controller = kind.to_lowercase();
+    let observed = R::status(&obj).and_then(R::observed_generation);
+    let run = ctx.bookkeeping();
+    let root = spans::reconcile_span(obj.as_ref(), &controller, observed);
     spans::run_in(root.span, async {
-        let result = body(root.last_trace_id).await;
+        let result = reconcile_in_span(obj.as_ref(), ctx.as_ref(), root.last_trace_id).await;
         if let Err(err) = &result {
-            events.failed(obj, err.reason(), &err.to_string()).await;
+            run.events
+                .failed(obj.as_ref(), err.reason(), &err.to_string())
+                .await;
         }
         result
     })
     .await
 }
 
-/// After a successful reconcile: forget past failures, come back after `resync`.
-pub fn succeeded(kind: &str, object: &str, backoffs: &Backoffs, resync: Duration) -> Action {
-    backoffs.reset(&format!("{kind}/{object}"));
-    Action::requeue(resync)
-}
-
-/// After a failed reconcile: one warning with the object and error, a metric, and a retry
-/// after the object's backoff delay (never a hot loop).
-pub fn failed(
-    kind: &str,
-    object: &str,
-    error: &dyn Display,
-    category: &str,
-    backoffs: &Backoffs,
-    metrics: &Metrics,
-) -> Action {
-    let delay = backoffs.next(&format!("{kind}/{object}"));
-    metrics.count_error(kind, category);
-    tracing::warn!(object, kind, error = %error, category, retry_in_secs = delay.as_secs(), "reconcile failed");
-    Action::requeue(delay)
-}
-
-/// Whether `obj` is being deleted. A reconcile then writes nothing: recreating children that
-/// garbage collection is removing would fight it forever (foreground deletion never ends).
-pub fn is_being_deleted<K: kube::Resource>(obj: &K) -> bool {
-    obj.meta().deletion_timestamp.is_some()
-}
-
-/// The opening of every reconcile, called inside its root span: count it and start its timer
-/// (keep the timer until the reconcile ends; its exemplar is the span's trace id). When `obj`
-/// is being deleted, also returns the action that ends the reconcile there (its children are
-/// left to garbage collection).
-pub fn begin<K: kube::Resource>(
-    kind: &str,
-    object: &str,
+async fn reconcile_in_span<K, R>(
     obj: &K,
-    metrics: &Arc<Metrics>,
-) -> (ReconcileTimer, Option<Action>) {
-    let timer = metrics.start_reconcile(kind, multigres_telemetry::spans::current_trace_id());
-    if is_being_deleted(obj) {
+    ctx: &R,
+    last_trace_id: Option<String>,
+) -> Result<Action, R::Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+    R: Reconciler<K>,
+{
+    ctx.caches_ready().await;
+    let run = ctx.bookkeeping();
+    let kind = K::kind(&());
+    let object = object_ref(obj);
+    let _timer = run
+        .metrics
+        .start_reconcile(&kind, spans::current_trace_id());
+    if obj.meta().deletion_timestamp.is_some() {
+        // Recreating children that garbage collection is removing would fight it forever
+        // (foreground deletion never ends).
         tracing::debug!(
             object,
             "being deleted; leaving its children to garbage collection"
         );
-        return (timer, Some(Action::await_change()));
+        return Ok(Action::await_change());
     }
-    (timer, None)
+    let Outcome {
+        mut status,
+        result,
+        recheck,
+    } = ctx.reconcile(obj).await?;
+    if let Some(trace_id) = last_trace_id {
+        R::record_trace(&mut status, trace_id);
+    }
+    let ready = R::ready(&status);
+    spans::mark_ready(obj, ready);
+    let api: Api<K> = Api::namespaced(run.client.clone(), &obj.namespace().unwrap_or_default());
+    let written = crate::status::write_status(&api, run.manager, obj, R::status(obj), &status)
+        .await
+        .map_err(|source| R::status_error(object.clone(), source))?;
+    if written {
+        tracing::info!(object, ready, "status updated");
+    }
+    result?;
+    run.backoffs.reset(&format!("{kind}/{object}"));
+    Ok(Action::requeue(recheck.unwrap_or(run.resync)))
+}
+
+/// The error policy of a kube-runtime `Controller` of kind `K`: one warning with the object
+/// and error, a metric, and a retry after the object's backoff delay.
+pub fn error_policy<K, R>(obj: Arc<K>, err: &R::Error, ctx: Arc<R>) -> Action
+where
+    K: Resource<DynamicType = ()>,
+    R: Reconciler<K>,
+{
+    let run = ctx.bookkeeping();
+    let kind = K::kind(&());
+    let object = object_ref(obj.as_ref());
+    let category = err.category();
+    let delay = run.backoffs.next(&format!("{kind}/{object}"));
+    run.metrics.count_error(&kind, category);
+    tracing::warn!(object, kind = %kind, error = %err, category, retry_in_secs = delay.as_secs(), "reconcile failed");
+    Action::requeue(delay)
 }
