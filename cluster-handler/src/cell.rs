@@ -8,7 +8,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use multigres_api::crd::{
     Cell, CellStatus, MultiGateway, MultiGatewaySpec, MultiOrch, MultiOrchSpec, MultiPooler,
-    MultiPoolerSpec, Phase, ShardStatus,
+    MultiPoolerSpec, ShardStatus,
 };
 use multigres_api::meta::{
     CLUSTER_HANDLER_MANAGER, ComponentLabel, LABEL_CELL, LABEL_CLUSTER, MAX_DNS_LABEL,
@@ -98,35 +98,10 @@ pub fn build(cell: &Cell) -> Result<CellChildren, SpecError> {
 }
 
 impl Reconciler<Cell> for Context {
-    type Status = CellStatus;
     type Error = Error;
 
     fn bookkeeping(&self) -> &Bookkeeping {
         &self.run
-    }
-
-    async fn caches_ready(&self) {
-        self.wait_for_caches().await
-    }
-
-    fn status(obj: &Cell) -> Option<&CellStatus> {
-        obj.status.as_ref()
-    }
-
-    fn observed_generation(status: &CellStatus) -> Option<i64> {
-        status.core.observed_generation
-    }
-
-    fn ready(status: &CellStatus) -> bool {
-        status.phase == Some(Phase::Healthy)
-    }
-
-    fn record_trace(status: &mut CellStatus, trace_id: String) {
-        status.core.last_trace_id = Some(trace_id);
-    }
-
-    fn status_error(object: String, source: kube::Error) -> Error {
-        Error::Status { object, source }
     }
 
     async fn reconcile(&self, obj: &Cell) -> Result<Outcome<CellStatus, Error>, Error> {

@@ -276,35 +276,10 @@ pub fn build(cluster: &MultigresCluster) -> Result<ClusterChildren, SpecError> {
 }
 
 impl Reconciler<MultigresCluster> for Context {
-    type Status = ClusterStatus;
     type Error = Error;
 
     fn bookkeeping(&self) -> &Bookkeeping {
         &self.run
-    }
-
-    async fn caches_ready(&self) {
-        self.wait_for_caches().await
-    }
-
-    fn status(obj: &MultigresCluster) -> Option<&ClusterStatus> {
-        obj.status.as_ref()
-    }
-
-    fn observed_generation(status: &ClusterStatus) -> Option<i64> {
-        status.core.observed_generation
-    }
-
-    fn ready(status: &ClusterStatus) -> bool {
-        status.phase == Some(Phase::Healthy)
-    }
-
-    fn record_trace(status: &mut ClusterStatus, trace_id: String) {
-        status.core.last_trace_id = Some(trace_id);
-    }
-
-    fn status_error(object: String, source: kube::Error) -> Error {
-        Error::Status { object, source }
     }
 
     async fn reconcile(

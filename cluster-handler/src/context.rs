@@ -24,15 +24,3 @@ pub struct Context {
     /// Multigres topology.
     pub topology: Option<crate::topology::etcd::Topology>,
 }
-
-impl Context {
-    /// Waits until every child cache has done its first list.
-    pub async fn wait_for_caches(&self) {
-        // The stores only fail to become ready when their writer is dropped at shutdown.
-        let _ = self.etcds.wait_until_ready().await;
-        let _ = self.cells.wait_until_ready().await;
-        let _ = self.gateways.wait_until_ready().await;
-        let _ = self.orchs.wait_until_ready().await;
-        let _ = self.poolers.wait_until_ready().await;
-    }
-}

@@ -55,12 +55,8 @@ pub enum Error {
     },
 
     /// Writing the status failed.
-    #[error("{object}: writing status: {source}")]
-    Status {
-        object: String,
-        #[source]
-        source: kube::Error,
-    },
+    #[error(transparent)]
+    Status(#[from] multigres_runtime::status::StatusWriteFailed),
 }
 
 impl multigres_runtime::reconcile::Failure for Error {
@@ -72,7 +68,7 @@ impl multigres_runtime::reconcile::Failure for Error {
             Self::Topology { source, .. } => source.reason(),
             Self::Children { .. } => "ApplyFailed",
             Self::Cleanup { .. } => "CleanupFailed",
-            Self::Status { .. } => "StatusWriteFailed",
+            Self::Status(_) => "StatusWriteFailed",
         }
     }
 
@@ -85,7 +81,7 @@ impl multigres_runtime::reconcile::Failure for Error {
             Self::Topology { .. } => "topology",
             Self::Children { .. } => "apply",
             Self::Cleanup { .. } => "cleanup",
-            Self::Status { .. } => "status",
+            Self::Status(_) => "status",
         }
     }
 }

@@ -6,14 +6,18 @@ use std::sync::Arc;
 use clap::Parser;
 use futures::StreamExt;
 use kube::runtime::{Controller, watcher};
-use multigres_api::crd::{Cell, Etcd, MultiGateway, MultiOrch, MultiPooler, MultigresCluster};
+use multigres_api::crd::{
+    Cell, Etcd, MultiGateway, MultiOrch, MultiPooler, MultigresCluster, aggregate_kinds,
+    component_kinds,
+};
 use multigres_api::meta::CLUSTER_HANDLER_MANAGER;
 use multigres_runtime::cli::CommonArgs;
 use multigres_runtime::events::EventRecorder;
-use multigres_runtime::kubeconnect::ensure_crd;
+use multigres_runtime::kubeconnect::ensure_crds;
 use multigres_runtime::metrics::Metrics;
 use multigres_runtime::process::Stop;
 use multigres_runtime::reconcile::{Bookkeeping, error_policy, reconcile};
+use multigres_runtime::watch::CachesReady;
 use multigres_runtime::watch::SharedWatch;
 
 use crate::context::Context;
@@ -49,12 +53,7 @@ impl Args {
         let started =
             multigres_runtime::process::start(&self.common, CLUSTER_HANDLER_MANAGER).await?;
         let client = started.client.clone();
-        ensure_crd::<MultigresCluster>(&client).await?;
-        ensure_crd::<Cell>(&client).await?;
-        ensure_crd::<Etcd>(&client).await?;
-        ensure_crd::<MultiGateway>(&client).await?;
-        ensure_crd::<MultiOrch>(&client).await?;
-        ensure_crd::<MultiPooler>(&client).await?;
+        ensure_crds(&client, &[aggregate_kinds(), component_kinds()].concat()).await?;
         let metrics = started.metrics.clone();
         let common = self.common.clone();
         let topology = self
@@ -94,20 +93,33 @@ async fn controllers(
         orchs.subscribe()?,
         poolers.subscribe()?,
     );
+    let etcds = etcds.spawn(common.watch_api(&client), stop.clone());
+    let cells = cells.spawn(common.watch_api(&client), stop.clone());
+    let gateways = gateways.spawn(common.watch_api(&client), stop.clone());
+    let orchs = orchs.spawn(common.watch_api(&client), stop.clone());
+    let poolers = poolers.spawn(common.watch_api(&client), stop.clone());
+    let caches = CachesReady::new([
+        etcds.readiness(),
+        cells.readiness(),
+        gateways.readiness(),
+        orchs.readiness(),
+        poolers.readiness(),
+    ]);
     let ctx = Arc::new(Context {
         run: Bookkeeping {
             client: client.clone(),
             manager: CLUSTER_HANDLER_MANAGER,
             events: EventRecorder::new(client.clone(), CLUSTER_HANDLER_MANAGER),
+            caches,
             backoffs: Default::default(),
             metrics,
             resync: common.resync,
         },
-        etcds: etcds.spawn(common.watch_api(&client), stop.clone()),
-        cells: cells.spawn(common.watch_api(&client), stop.clone()),
-        gateways: gateways.spawn(common.watch_api(&client), stop.clone()),
-        orchs: orchs.spawn(common.watch_api(&client), stop.clone()),
-        poolers: poolers.spawn(common.watch_api(&client), stop.clone()),
+        etcds,
+        cells,
+        gateways,
+        orchs,
+        poolers,
         ensured: Default::default(),
         topology,
     });

@@ -52,7 +52,7 @@ fn kubeconfig_with_token(env: &TestEnv, file_name: &str, token: &str) -> PathBuf
     }
     let dir = repo_root().join("e2e/.work");
     let path = dir.join(file_name);
-    let yaml = serde_yaml::to_string(&config).expect("kubeconfig serializes");
+    let yaml = serde_saphyr::to_string(&config).expect("kubeconfig serializes");
     std::fs::write(&path, yaml).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     path
 }

@@ -138,7 +138,7 @@ pub async fn install_crds(client: &Client) -> Vec<String> {
     for file in files {
         let text = std::fs::read_to_string(&file).expect("CRD file readable");
         let crd: CustomResourceDefinition =
-            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let name = crd.metadata.name.clone().expect("CRD has a name");
         api.patch(&name, &params, &Patch::Apply(&crd))
             .await

@@ -244,7 +244,7 @@ fn the_image_built_here_declares_what_the_dockerfile_declares() {
             file.trim_start_matches("multigres-")
         ));
         let text = std::fs::read_to_string(&path).expect("deployment manifest");
-        let deployment: Deployment = serde_yaml::from_str(
+        let deployment: Deployment = serde_saphyr::from_str(
             text.split("\n---")
                 .next()
                 .expect("the Deployment comes first"),

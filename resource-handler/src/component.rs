@@ -6,6 +6,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Resource;
 use kube::core::NamespaceResourceScope;
 use multigres_api::crd::ComponentStatus;
+use multigres_api::status::WithStatus;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -52,6 +53,7 @@ pub trait Component:
     + std::fmt::Debug
     + Serialize
     + DeserializeOwned
+    + WithStatus<Status = ComponentStatus>
     + Send
     + Sync
     + 'static
@@ -62,9 +64,6 @@ pub trait Component:
     /// The objects this component should have with this handler's settings `ctx`, or why they
     /// cannot be built.
     fn build(&self, ctx: &BuildContext) -> Result<Workloads, BuildError>;
-
-    /// The current status, if any.
-    fn current_status(&self) -> Option<&ComponentStatus>;
 
     /// Whether a new StatefulSet may start from claims made for another object (see
     /// [`crate::volumes`]). Only stateful kinds have the setting.

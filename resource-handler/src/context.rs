@@ -21,16 +21,3 @@ pub struct Context {
     /// The builders' settings (trace export of the data plane).
     pub build: BuildContext,
 }
-
-impl Context {
-    /// Waits until every workload cache has done its first list, so "not in the cache" means
-    /// "does not exist".
-    pub async fn wait_for_caches(&self) {
-        // The stores only fail to become ready when their writer is dropped at shutdown.
-        let _ = self.statefulsets.wait_until_ready().await;
-        let _ = self.deployments.wait_until_ready().await;
-        let _ = self.services.wait_until_ready().await;
-        let _ = self.config_maps.wait_until_ready().await;
-        let _ = self.disruption_budgets.wait_until_ready().await;
-    }
-}

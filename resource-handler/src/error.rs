@@ -41,12 +41,8 @@ pub enum Error {
     },
 
     /// Writing the status failed.
-    #[error("{object}: writing status: {source}")]
-    Status {
-        object: String,
-        #[source]
-        source: kube::Error,
-    },
+    #[error(transparent)]
+    Status(#[from] multigres_runtime::status::StatusWriteFailed),
 
     /// The object has no namespace (it was not read from the API server).
     #[error("{object}: not a namespaced object read from the API server")]
@@ -60,7 +56,7 @@ impl multigres_runtime::reconcile::Failure for Error {
             Self::ForeignVolumes { .. } => crate::volumes::FOREIGN_VOLUMES_REASON,
             Self::ListClaims { .. } => "ListClaimsFailed",
             Self::Apply { .. } => "ApplyFailed",
-            Self::Status { .. } => "StatusWriteFailed",
+            Self::Status(_) => "StatusWriteFailed",
             Self::NotStored { .. } => "NotStored",
         }
     }
@@ -71,7 +67,7 @@ impl multigres_runtime::reconcile::Failure for Error {
             Self::ForeignVolumes { .. } => "foreign_volumes",
             Self::ListClaims { .. } => "list",
             Self::Apply { .. } => "apply",
-            Self::Status { .. } => "status",
+            Self::Status(_) => "status",
             Self::NotStored { .. } => "internal",
         }
     }

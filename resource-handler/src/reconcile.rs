@@ -25,35 +25,10 @@ use crate::status::{
 use crate::volumes::{self, FOREIGN_VOLUMES_REASON};
 
 impl<C: Component> Reconciler<C> for Context {
-    type Status = ComponentStatus;
     type Error = Error;
 
     fn bookkeeping(&self) -> &Bookkeeping {
         &self.run
-    }
-
-    async fn caches_ready(&self) {
-        self.wait_for_caches().await
-    }
-
-    fn status(obj: &C) -> Option<&ComponentStatus> {
-        obj.current_status()
-    }
-
-    fn observed_generation(status: &ComponentStatus) -> Option<i64> {
-        status.observed_generation
-    }
-
-    fn ready(status: &ComponentStatus) -> bool {
-        status.ready
-    }
-
-    fn record_trace(status: &mut ComponentStatus, trace_id: String) {
-        status.last_trace_id = Some(trace_id);
-    }
-
-    fn status_error(object: String, source: kube::Error) -> Error {
-        Error::Status { object, source }
     }
 
     /// Build (pure) → check the claims of a StatefulSet about to be created → apply each

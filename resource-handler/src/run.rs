@@ -11,13 +11,14 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::reflector::ReflectHandle;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource};
-use multigres_api::crd::{Etcd, MultiGateway, MultiOrch, MultiPooler};
+use multigres_api::crd::{Etcd, MultiGateway, MultiOrch, MultiPooler, component_kinds};
 use multigres_api::meta::RESOURCE_HANDLER_MANAGER;
 use multigres_runtime::cli::{CommonArgs, parse_url};
 use multigres_runtime::events::EventRecorder;
-use multigres_runtime::kubeconnect::ensure_crd;
+use multigres_runtime::kubeconnect::ensure_crds;
 use multigres_runtime::metrics::Metrics;
 use multigres_runtime::process::Stop;
+use multigres_runtime::watch::CachesReady;
 use multigres_runtime::watch::SharedWatch;
 
 use crate::builders::{BuildContext, DataPlaneTracing};
@@ -51,10 +52,7 @@ impl Args {
         let started =
             multigres_runtime::process::start(&self.common, RESOURCE_HANDLER_MANAGER).await?;
         let client = started.client.clone();
-        ensure_crd::<Etcd>(&client).await?;
-        ensure_crd::<MultiGateway>(&client).await?;
-        ensure_crd::<MultiOrch>(&client).await?;
-        ensure_crd::<MultiPooler>(&client).await?;
+        ensure_crds(&client, &component_kinds()).await?;
         let metrics = started.metrics.clone();
         let common = self.common.clone();
         let build = self.build_context(started.telemetry.config());
@@ -114,20 +112,33 @@ async fn controllers(
     };
     let gateway_owns = Owned::new(deployments.subscribe()?, services.subscribe()?);
     let orch_owns = Owned::new(deployments.subscribe()?, services.subscribe()?);
+    let statefulsets = statefulsets.spawn(common.watch_api(&client), stop.clone());
+    let deployments = deployments.spawn(common.watch_api(&client), stop.clone());
+    let services = services.spawn(common.watch_api(&client), stop.clone());
+    let config_maps = config_maps.spawn(common.watch_api(&client), stop.clone());
+    let disruption_budgets = disruption_budgets.spawn(common.watch_api(&client), stop.clone());
+    let caches = CachesReady::new([
+        statefulsets.readiness(),
+        deployments.readiness(),
+        services.readiness(),
+        config_maps.readiness(),
+        disruption_budgets.readiness(),
+    ]);
     let ctx = Arc::new(Context {
         run: Bookkeeping {
             client: client.clone(),
             manager: RESOURCE_HANDLER_MANAGER,
             events: EventRecorder::new(client.clone(), RESOURCE_HANDLER_MANAGER),
+            caches,
             backoffs: Default::default(),
             metrics,
             resync: common.resync,
         },
-        statefulsets: statefulsets.spawn(common.watch_api(&client), stop.clone()),
-        deployments: deployments.spawn(common.watch_api(&client), stop.clone()),
-        services: services.spawn(common.watch_api(&client), stop.clone()),
-        config_maps: config_maps.spawn(common.watch_api(&client), stop.clone()),
-        disruption_budgets: disruption_budgets.spawn(common.watch_api(&client), stop.clone()),
+        statefulsets,
+        deployments,
+        services,
+        config_maps,
+        disruption_budgets,
         build,
     });
     tracing::info!("multigres-resource-handler is running");

@@ -12,7 +12,7 @@ pub(super) fn input<K: serde::de::DeserializeOwned>(case: &str) -> K {
         .join("tests/golden")
         .join(format!("{case}.input.yaml"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
 }
 
 fn pooler_pod(pooler: &MultiPooler) -> PodSpec {

@@ -14,6 +14,9 @@ use super::objects::{self, Owner, Port, ServiceKind};
 use super::pod::{self, POD_NAME_ENV, PodShape, Timing};
 use super::{BuildError, EtcdObjects};
 
+use super::BuildContext;
+use crate::component::{Workload, WorkloadKind, Workloads};
+
 const CLIENT: Port = Port {
     name: "client",
     number: 2379,
@@ -141,6 +144,29 @@ fn initial_cluster(name: &str, peer_service: &str, namespace: &str, replicas: i3
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+impl crate::component::Component for Etcd {
+    const WORKLOAD: WorkloadKind = WorkloadKind::StatefulSet;
+
+    /// etcd is not a Multigres process: the context (trace export) does not apply.
+    fn build(&self, _ctx: &BuildContext) -> Result<Workloads, BuildError> {
+        let EtcdObjects {
+            statefulset,
+            peer_service,
+            client_service,
+        } = etcd(self)?;
+        Ok(Workloads {
+            workload: Workload::StatefulSet(statefulset),
+            services: vec![peer_service, client_service],
+            config_maps: Vec::new(),
+            disruption_budgets: Vec::new(),
+        })
+    }
+
+    fn adopt_volumes(&self) -> bool {
+        self.spec.adopt_volumes.unwrap_or(false)
+    }
 }
 
 #[cfg(test)]

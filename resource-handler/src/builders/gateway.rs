@@ -8,6 +8,8 @@ use super::objects::Port;
 use super::stateless::{self, Stateless};
 use super::{BuildContext, BuildError, DeploymentObjects};
 
+use crate::component::{Workload, WorkloadKind, Workloads};
+
 const HTTP: Port = Port {
     name: "http",
     number: 15100,
@@ -51,4 +53,21 @@ pub fn gateway(
             tracing: ctx.tracing(observability.as_ref()),
         },
     )
+}
+
+impl crate::component::Component for MultiGateway {
+    const WORKLOAD: WorkloadKind = WorkloadKind::Deployment;
+
+    fn build(&self, ctx: &BuildContext) -> Result<Workloads, BuildError> {
+        let DeploymentObjects {
+            deployment,
+            service,
+        } = gateway(self, ctx)?;
+        Ok(Workloads {
+            workload: Workload::Deployment(deployment),
+            services: vec![service],
+            config_maps: Vec::new(),
+            disruption_budgets: Vec::new(),
+        })
+    }
 }

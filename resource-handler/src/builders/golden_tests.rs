@@ -46,7 +46,7 @@ fn golden_dir() -> PathBuf {
 }
 
 fn parse<K: DeserializeOwned>(input: &str, case: &str) -> K {
-    serde_yaml::from_str(input).unwrap_or_else(|e| panic!("{case}.input.yaml: {e}"))
+    serde_saphyr::from_str(input).unwrap_or_else(|e| panic!("{case}.input.yaml: {e}"))
 }
 
 /// The objects built from `input`, in a fixed order: the workload, its Services, then the
@@ -123,7 +123,7 @@ fn json<T: Serialize>(object: &T) -> Value {
 fn render(docs: &[Value]) -> String {
     let docs: Vec<String> = docs
         .iter()
-        .map(|d| serde_yaml::to_string(d).expect("YAML"))
+        .map(|d| serde_saphyr::to_string(d).expect("YAML"))
         .collect();
     format!("{HEADER}---\n{}", docs.join("---\n"))
 }

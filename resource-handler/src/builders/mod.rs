@@ -43,11 +43,10 @@ mod otel_tests;
 #[cfg(test)]
 mod volume_tests;
 
-pub use etcd::etcd;
-pub use gateway::gateway;
-pub use orch::orch;
+// The builders are reached through each kind's `Component` impl; the tests call them directly.
 pub use otel::DataPlaneTracing;
-pub use pooler::pooler;
+#[cfg(test)]
+pub(crate) use {etcd::etcd, gateway::gateway, orch::orch, pooler::pooler};
 
 /// What the builders take besides the object: this handler's settings, decided at start.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -34,6 +34,8 @@ use super::pod::{self, PodShape, Timing};
 use super::validate;
 use super::{BuildContext, BuildError, PoolerObjects};
 
+use crate::component::{Workload, WorkloadKind, Workloads};
+
 const HTTP: Port = Port {
     name: "http",
     number: 15200,
@@ -365,4 +367,27 @@ fn postgres_container(shape: &PodShape, image: &str, shared: &Shared) -> Contain
         },
     ));
     postgres
+}
+
+impl crate::component::Component for MultiPooler {
+    const WORKLOAD: WorkloadKind = WorkloadKind::StatefulSet;
+
+    fn build(&self, ctx: &BuildContext) -> Result<Workloads, BuildError> {
+        let PoolerObjects {
+            statefulset,
+            service,
+            config_map,
+            disruption_budget,
+        } = pooler(self, ctx)?;
+        Ok(Workloads {
+            workload: Workload::StatefulSet(statefulset),
+            services: vec![service],
+            config_maps: vec![config_map],
+            disruption_budgets: vec![disruption_budget],
+        })
+    }
+
+    fn adopt_volumes(&self) -> bool {
+        self.spec.adopt_volumes.unwrap_or(false)
+    }
 }

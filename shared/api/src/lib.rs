@@ -8,3 +8,4 @@ pub mod defaults;
 pub mod meta;
 pub mod quantity;
 pub mod samples;
+pub mod status;

@@ -47,7 +47,7 @@ pub enum SampleError {
     Parse {
         path: PathBuf,
         #[source]
-        source: serde_yaml::Error,
+        source: Box<serde_saphyr::Error>,
     },
 }
 
@@ -77,9 +77,9 @@ pub fn load(path: &Path) -> Result<Sample, SampleError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let object = serde_yaml::from_str(&text).map_err(|source| SampleError::Parse {
+    let object = serde_saphyr::from_str(&text).map_err(|source| SampleError::Parse {
         path: path.to_path_buf(),
-        source,
+        source: Box::new(source),
     })?;
     let expect = text
         .lines()

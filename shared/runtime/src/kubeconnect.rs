@@ -3,9 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::ListParams;
-use kube::{Api, Client, Config, Resource};
-use serde::de::DeserializeOwned;
+use kube::api::{ApiResource, DynamicObject, ListParams};
+use kube::{Api, Client, Config};
 use thiserror::Error;
 
 use crate::metrics::Metrics;
@@ -60,22 +59,19 @@ pub async fn connect(timeout: Duration, metrics: Arc<Metrics>) -> Result<Client,
     }
 }
 
-/// Fails with an install hint unless the CRD of `K` is served. Uses a one-item list, which the
-/// handler's own RBAC allows, instead of reading CustomResourceDefinitions.
-pub async fn ensure_crd<K>(client: &Client) -> Result<(), ConnectError>
-where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    let crd = format!("{}.{}", K::plural(&()), K::group(&()));
-    let api: Api<K> = Api::all(client.clone());
-    match api.list_metadata(&ListParams::default().limit(1)).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => {
-            Err(ConnectError::MissingCrd { crd })
+/// Fails with an install hint unless the CRD of each of `kinds` is served. Uses a one-item
+/// list, which the handler's own RBAC allows, instead of reading CustomResourceDefinitions.
+pub async fn ensure_crds(client: &Client, kinds: &[ApiResource]) -> Result<(), ConnectError> {
+    for kind in kinds {
+        let crd = format!("{}.{}", kind.plural, kind.group);
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), kind);
+        match api.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                return Err(ConnectError::MissingCrd { crd });
+            }
+            Err(source) => return Err(ConnectError::CrdCheck { crd, source }),
         }
-        Err(source) => Err(ConnectError::CrdCheck { crd, source }),
     }
+    Ok(())
 }

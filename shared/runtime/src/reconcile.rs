@@ -22,13 +22,15 @@ use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use multigres_api::meta::object_ref;
+use multigres_api::status::{ObjectStatus, WithStatus};
 use multigres_telemetry::spans;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::events::EventRecorder;
 use crate::metrics::Metrics;
 use crate::retry::Backoffs;
+use crate::status::{StatusWriteFailed, write_status};
+use crate::watch::CachesReady;
 
 /// A reconcile's error, as Events, logs and metrics name it.
 pub trait Failure: std::error::Error + Send + Sync + 'static {
@@ -65,44 +67,26 @@ pub struct Bookkeeping {
     /// Field manager of the status writes.
     pub manager: &'static str,
     pub events: EventRecorder,
+    /// The caches the reconciles read, waited for before each one.
+    pub caches: CachesReady,
     pub backoffs: Backoffs,
     pub metrics: Arc<Metrics>,
     /// How often a healthy object is reconciled again without any event.
     pub resync: Duration,
 }
 
-/// What differs between controllers of kind `K`.
-pub trait Reconciler<K>: Send + Sync + 'static {
-    type Status: Serialize + PartialEq + Send + Sync;
-    type Error: Failure;
+/// What differs between controllers of kind `K`: how to build, apply and observe.
+pub trait Reconciler<K: WithStatus>: Send + Sync + 'static {
+    type Error: Failure + From<StatusWriteFailed>;
 
     fn bookkeeping(&self) -> &Bookkeeping;
-
-    /// Waits until the caches the reconcile reads have listed once, so "not in the cache"
-    /// means "does not exist".
-    fn caches_ready(&self) -> impl Future<Output = ()> + Send;
-
-    /// The status `obj` carries now.
-    fn status(obj: &K) -> Option<&Self::Status>;
-
-    /// The generation `status` was computed for.
-    fn observed_generation(status: &Self::Status) -> Option<i64>;
-
-    /// Whether `status` says the object reached what its spec asks.
-    fn ready(status: &Self::Status) -> bool;
-
-    /// Records the trace of the first reconcile of a generation in `status`.
-    fn record_trace(status: &mut Self::Status, trace_id: String);
-
-    /// A failed status write, as this controller's error.
-    fn status_error(object: String, source: kube::Error) -> Self::Error;
 
     /// Builds and applies the children of `obj` and observes them. An error here leaves the
     /// status as it is.
     fn reconcile(
         &self,
         obj: &K,
-    ) -> impl Future<Output = Result<Outcome<Self::Status, Self::Error>, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Outcome<K::Status, Self::Error>, Self::Error>> + Send;
 }
 
 /// The reconcile function of a kube-runtime `Controller` of kind `K`.
@@ -112,6 +96,7 @@ where
         + Clone
         + Debug
         + DeserializeOwned
+        + WithStatus
         + Send
         + Sync
         + 'static,
@@ -119,7 +104,9 @@ where
 {
     let kind = K::kind(&());
     let controller = kind.to_lowercase();
-    let observed = R::status(&obj).and_then(R::observed_generation);
+    let observed = obj
+        .current_status()
+        .and_then(ObjectStatus::observed_generation);
     let run = ctx.bookkeeping();
     let root = spans::reconcile_span(obj.as_ref(), &controller, observed);
     spans::run_in(root.span, async {
@@ -143,11 +130,12 @@ where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
         + Debug
-        + DeserializeOwned,
+        + DeserializeOwned
+        + WithStatus,
     R: Reconciler<K>,
 {
-    ctx.caches_ready().await;
     let run = ctx.bookkeeping();
+    run.caches.wait().await;
     let kind = K::kind(&());
     let object = object_ref(obj);
     let _timer = run
@@ -168,14 +156,17 @@ where
         recheck,
     } = ctx.reconcile(obj).await?;
     if let Some(trace_id) = last_trace_id {
-        R::record_trace(&mut status, trace_id);
+        status.record_trace(trace_id);
     }
-    let ready = R::ready(&status);
+    let ready = status.ready();
     spans::mark_ready(obj, ready);
     let api: Api<K> = Api::namespaced(run.client.clone(), &obj.namespace().unwrap_or_default());
-    let written = crate::status::write_status(&api, run.manager, obj, R::status(obj), &status)
+    let written = write_status(&api, run.manager, obj, obj.current_status(), &status)
         .await
-        .map_err(|source| R::status_error(object.clone(), source))?;
+        .map_err(|source| StatusWriteFailed {
+            object: object.clone(),
+            source,
+        })?;
     if written {
         tracing::info!(object, ready, "status updated");
     }
@@ -188,7 +179,7 @@ where
 /// and error, a metric, and a retry after the object's backoff delay.
 pub fn error_policy<K, R>(obj: Arc<K>, err: &R::Error, ctx: Arc<R>) -> Action
 where
-    K: Resource<DynamicType = ()>,
+    K: Resource<DynamicType = ()> + WithStatus,
     R: Reconciler<K>,
 {
     let run = ctx.bookkeeping();

@@ -8,6 +8,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+/// A status write the API server refused or never answered.
+#[derive(Debug, thiserror::Error)]
+#[error("{object}: writing status: {source}")]
+pub struct StatusWriteFailed {
+    /// `namespace/name` of the object.
+    pub object: String,
+    #[source]
+    pub source: kube::Error,
+}
+
 /// Writes `status` to `obj` with server-side apply on the status subresource, in an
 /// `update status` span, unless it equals `current`. Returns whether a write happened.
 pub async fn write_status<K, S>(

@@ -115,6 +115,35 @@ where
     }
 }
 
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Cache<K> {
+    /// This cache's first-list readiness, for [`CachesReady`].
+    pub fn readiness(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.ready.clone()
+    }
+}
+
+/// The first-list readiness of every cache a controller reads: a reconcile waits for all of
+/// them, so "not in the cache" means "does not exist".
+#[derive(Clone, Default)]
+pub struct CachesReady(Vec<tokio::sync::watch::Receiver<bool>>);
+
+impl CachesReady {
+    /// Readiness of the caches whose [`Cache::readiness`] is given.
+    pub fn new(caches: impl IntoIterator<Item = tokio::sync::watch::Receiver<bool>>) -> Self {
+        CachesReady(caches.into_iter().collect())
+    }
+
+    /// Resolves once every cache holds its first full list; pending forever if a watch was
+    /// stopped before that (the caller is being shut down).
+    pub async fn wait(&self) {
+        for ready in &self.0 {
+            if ready.clone().wait_for(|r| *r).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
 impl<K: Resource<DynamicType = ()> + Clone + 'static> std::ops::Deref for Cache<K> {
     type Target = Store<K>;
     fn deref(&self) -> &Store<K> {

@@ -139,3 +139,30 @@ pub mod startup {
         }
     }
 }
+
+/// The start-up tests every handler binary must pass, as `#[test]` functions of the calling
+/// test crate: `startup_tests!(env!("CARGO_BIN_EXE_<name>"));`.
+#[macro_export]
+macro_rules! startup_tests {
+    ($bin:expr) => {
+        #[test]
+        fn unreachable_cluster_exits_nonzero_with_a_clear_message() {
+            $crate::startup::unreachable_cluster_fails_fast($bin);
+        }
+
+        #[test]
+        fn missing_kubeconfig_exits_nonzero_with_a_hint() {
+            $crate::startup::missing_kubeconfig_gives_a_hint($bin);
+        }
+
+        #[test]
+        fn invalid_flag_is_refused_by_the_parser() {
+            $crate::startup::invalid_flag_is_refused($bin);
+        }
+
+        #[test]
+        fn help_names_the_environment() {
+            $crate::startup::help_names_the_environment($bin);
+        }
+    };
+}
