@@ -41,6 +41,14 @@ fn as_dynamic(sample: &Sample) -> DynamicObject {
         .unwrap_or_else(|e| panic!("{}: {e}", sample.path.display()))
 }
 
+/// The file names of `samples`, in load order (sorted).
+fn file_names(samples: &[multigres_api::samples::Sample]) -> Vec<String> {
+    samples
+        .iter()
+        .filter_map(|s| s.path.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect()
+}
+
 #[tokio::test]
 async fn crds_install_and_are_established() {
     let (_, client) = client().await;
@@ -63,7 +71,14 @@ async fn valid_samples_are_accepted() {
     let (_, client) = client().await;
     with_namespace(&client, "valid", |client, ns| async move {
         let samples = load_dir(&samples_dir()).expect("samples load");
-        assert!(samples.len() >= 3);
+        assert_eq!(
+            file_names(&samples),
+            [
+                "minimal-cluster.yaml",
+                "multi-cell-cluster.yaml",
+                "standalone-etcd.yaml"
+            ]
+        );
         for sample in &samples {
             let created = api_for(&client, &ns.name, sample)
                 .create(&PostParams::default(), &as_dynamic(sample))
@@ -80,7 +95,21 @@ async fn invalid_samples_are_refused_with_their_message() {
     let (_, client) = client().await;
     with_namespace(&client, "invalid", |client, ns| async move {
         let samples = load_dir(&samples_dir().join("invalid")).expect("samples load");
-        assert!(samples.len() >= 3);
+        assert_eq!(
+            file_names(&samples),
+            [
+                "bad-allowed-network.yaml",
+                "bad-cell-name.yaml",
+                "bad-image.yaml",
+                "bad-pull-policy.yaml",
+                "bad-storage-size.yaml",
+                "bad-tracing-mode.yaml",
+                "duplicate-cell-names.yaml",
+                "etcd-even-replicas.yaml",
+                "missing-topo.yaml",
+                "negative-replicas.yaml",
+            ]
+        );
         let mut wrong = Vec::new();
         for sample in &samples {
             let expect = sample

@@ -34,7 +34,16 @@ impl LeaseIdentity {
     /// Resolves the flags: the namespace falls back to `POD_NAMESPACE` then `multigres-system`,
     /// the identity to `POD_NAME` then `<hostname>-<pid>`.
     pub fn resolve(args: &LeaderElectionArgs, lease: &str) -> anyhow::Result<Self> {
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self::resolve_with(args, lease, |name| std::env::var(name).ok())
+    }
+
+    /// [`LeaseIdentity::resolve`] with the environment read through `env`.
+    fn resolve_with(
+        args: &LeaderElectionArgs,
+        lease: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        let env = |name: &str| env(name).filter(|v| !v.is_empty());
         let namespace = args
             .leader_election_namespace
             .clone()
@@ -261,18 +270,17 @@ mod tests {
     }
 
     #[test]
-    fn the_identity_defaults_to_host_and_pid() {
+    fn the_identity_defaults_to_the_pod_then_host_and_pid() {
         let mut a = args();
         a.leader_election_identity = None;
-        // POD_NAME is not set in unit tests.
-        if std::env::var_os("POD_NAME").is_none() {
-            let who = LeaseIdentity::resolve(&a, "l").expect("valid");
-            assert!(
-                who.identity.ends_with(&format!("-{}", std::process::id())),
-                "{}",
-                who.identity
-            );
-        }
+        let in_pod = |name: &str| (name == "POD_NAME").then(|| "rh-7f9c".to_string());
+        let who = LeaseIdentity::resolve_with(&a, "l", in_pod).expect("valid");
+        assert_eq!(who.identity, "rh-7f9c");
+        let outside = LeaseIdentity::resolve_with(&a, "l", |_| None).expect("valid");
+        assert_eq!(
+            outside.identity,
+            format!("{}-{}", hostname(), std::process::id())
+        );
     }
 
     #[test]

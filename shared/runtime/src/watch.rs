@@ -82,7 +82,9 @@ fn drop_managed_fields<K: Resource>(obj: &mut K) {
 /// only the last waker: when several reconciles wait before the first list completes (a
 /// handler starting with objects already present), all but one are never woken and hang
 /// forever, which also blocks graceful shutdown. Here a single task waits on the store and
-/// publishes readiness on a `tokio::sync::watch`, which wakes every waiter.
+/// publishes readiness on a `tokio::sync::watch`, which wakes every waiter. (kube-runtime
+/// 5.0.0, `src/utils/delayed_init.rs`: `DelayedInit` waits on a `channel::oneshot::Receiver`;
+/// awaiting a ready store upstream is still open as kube-rs/kube#1226.)
 #[derive(Clone)]
 pub struct Cache<K: Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,

@@ -1,4 +1,4 @@
-//! Tracing for both handlers (DESIGN §4): `tracing` spans exported over OTLP through
+//! Tracing for both handlers: `tracing` spans exported over OTLP through
 //! `tracing-opentelemetry` and the OpenTelemetry SDK, log lines correlated with the current
 //! span, and W3C trace context carried in annotations across the process boundary.
 //!

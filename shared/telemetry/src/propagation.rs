@@ -1,4 +1,4 @@
-//! W3C trace context carried in object annotations across the process boundary (DESIGN §4).
+//! W3C trace context carried in object annotations across the process boundary.
 //!
 //! Pure functions: the parent stamps [`annotations_for`] of its `apply <Kind>` span onto the
 //! child; the child's reconcile calls [`decide`] to join that trace, link to it, or start fresh.

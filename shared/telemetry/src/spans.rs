@@ -1,5 +1,5 @@
 //! The spans every controller shares: the root span of a reconcile, parented by the trace
-//! context its object carries (DESIGN §4), and error recording on the spans an error crosses.
+//! context its object carries, and error recording on the spans an error crosses.
 
 use std::fmt::Display;
 use std::future::Future;

@@ -1,6 +1,6 @@
 //! The assembled pipeline: the same layers `init` installs, over an in-memory exporter and a
 //! captured writer, under a thread-local subscriber (spans are created on the test's thread
-//! only, so `set_default`'s thread-locality is not a trap here; OTEL-NOTES #10).
+//! only, so `set_default`'s thread-locality is not a trap here).
 
 use std::io;
 use std::sync::atomic::Ordering;
@@ -114,7 +114,7 @@ fn parent_based_sampler_honours_a_remote_parent() {
     ];
     let (spy, _) = with_pipeline(&env, LogFormat::Json, || {
         let span = tracing::info_span!("reconcile MultiOrch");
-        // Before entering (OTEL-NOTES #4).
+        // Before entering: a parent can only be set on a span not yet entered.
         span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote(true)))
             .expect("set_parent before enter");
         span.in_scope(|| {});
