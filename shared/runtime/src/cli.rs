@@ -100,22 +100,17 @@ impl CommonArgs {
 /// Parses durations written as `<n>ms`, `<n>s`, `<n>m` or `<n>h` (a bare number is seconds).
 pub fn parse_duration(value: &str) -> Result<Duration, String> {
     let value = value.trim();
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let (digits, unit) = value.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("invalid duration {value:?}: expected e.g. 500ms, 10s, 5m, 1h"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!(
-            "invalid duration {value:?}: unit must be ms, s, m or h"
-        )),
+    // A bare number is seconds, as the flags have always accepted.
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return value
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|e| format!("invalid duration {value:?}: {e}"));
     }
+    let parsed: jiff::SignedDuration = value
+        .parse()
+        .map_err(|e| format!("invalid duration {value:?}: {e} (e.g. 500ms, 10s, 5m, 1h30m)"))?;
+    Duration::try_from(parsed).map_err(|_| format!("invalid duration {value:?}: it is negative"))
 }
 
 /// Parses an `http://` or `https://` URL with a host, e.g. an OTLP endpoint handed to other
@@ -144,6 +139,8 @@ mod tests {
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
     }
 
     #[derive(Debug, clap::Parser)]
@@ -184,7 +181,7 @@ mod tests {
 
     #[test]
     fn bad_durations_are_refused_with_a_hint() {
-        for bad in ["", "s", "10x", "-1s", "1.5s"] {
+        for bad in ["", "s", "10x", "-1s", "99999999999999999999h", "5 parsecs"] {
             let err = parse_duration(bad).expect_err(bad);
             assert!(err.contains("invalid duration"), "{bad}: {err}");
         }
