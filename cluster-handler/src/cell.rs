@@ -15,7 +15,7 @@ use multigres_api::meta::{
     MAX_STATEFULSET_NAME, cell_component_name, child_meta, object_ref, standard_labels,
 };
 use multigres_runtime::apply::Desired;
-use multigres_runtime::fanout::{FanOut, describe, failures, written};
+use multigres_runtime::fanout::{describe, failures, written};
 use multigres_runtime::reconcile::{Bookkeeping, Outcome, Reconciler};
 use multigres_telemetry::spans;
 
@@ -136,7 +136,7 @@ async fn observe(ctx: &Context, obj: &Cell) -> Result<Outcome<CellStatus, Error>
             orch,
             pooler,
         }) => {
-            let mut fan = FanOut::new(CLUSTER_HANDLER_MANAGER);
+            let mut fan = ctx.run.fan_out();
             let live = ctx.gateways.get(&ObjectRef::from(&gateway));
             fan.apply(
                 Api::<MultiGateway>::namespaced(ctx.run.client.clone(), &ns),

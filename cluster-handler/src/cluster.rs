@@ -19,7 +19,7 @@ use multigres_api::meta::{
     generated_password_secret, is_controlled_by, object_ref, standard_labels,
 };
 use multigres_runtime::apply::Desired;
-use multigres_runtime::fanout::{FanOut, describe, failures, written};
+use multigres_runtime::fanout::{describe, failures, written};
 use multigres_runtime::reconcile::{Bookkeeping, Outcome, Reconciler};
 use multigres_telemetry::spans;
 
@@ -339,7 +339,7 @@ async fn observe(
                     topology,
                     Ok(TopologyState::Registered { .. } | TopologyState::NotManaged)
                 );
-                let mut fan = FanOut::new(CLUSTER_HANDLER_MANAGER);
+                let mut fan = ctx.run.fan_out();
                 let etcd = children.etcd.clone();
                 let live = ctx.etcds.get(&ObjectRef::from(&etcd));
                 fan.apply(

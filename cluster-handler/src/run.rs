@@ -114,6 +114,8 @@ async fn controllers(
             backoffs: Default::default(),
             metrics,
             resync: common.resync,
+            recent: Default::default(),
+            generations: Default::default(),
         },
         etcds,
         cells,

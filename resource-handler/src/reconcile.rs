@@ -7,7 +7,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use multigres_api::crd::ComponentStatus;
-use multigres_api::meta::{RESOURCE_HANDLER_MANAGER, object_ref};
+use multigres_api::meta::object_ref;
 use multigres_runtime::apply::Desired;
 use multigres_runtime::fanout::{FanOut, failures};
 use multigres_runtime::reconcile::{Bookkeeping, Outcome, Reconciler};
@@ -110,7 +110,7 @@ async fn apply_all<C: Component>(
         config_maps,
         disruption_budgets,
     } = workloads;
-    let mut fan = FanOut::new(RESOURCE_HANDLER_MANAGER);
+    let mut fan = ctx.run.fan_out();
     match workload {
         Workload::StatefulSet(sts) => start(&mut fan, ctx, &ctx.statefulsets, ns, sts),
         Workload::Deployment(deploy) => start(&mut fan, ctx, &ctx.deployments, ns, deploy),

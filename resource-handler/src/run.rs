@@ -133,6 +133,8 @@ async fn controllers(
             backoffs: Default::default(),
             metrics,
             resync: common.resync,
+            recent: Default::default(),
+            generations: Default::default(),
         },
         statefulsets,
         deployments,

@@ -24,7 +24,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use multigres_api::quantity;
 use multigres_telemetry as telemetry;
 
-use crate::recent;
+use crate::recent::RecentWrites;
 
 /// Annotation holding the hash of the desired object last applied.
 pub const DESIRED_HASH_ANNOTATION: &str = "multigres.com/desired-hash";
@@ -150,6 +150,7 @@ pub struct Applied<K> {
 pub async fn apply<K>(
     api: &Api<K>,
     manager: &str,
+    recent: &RecentWrites,
     desired: Desired<K>,
     live: Option<&K>,
 ) -> Result<Applied<K>, kube::Error>
@@ -158,7 +159,7 @@ where
     K::DynamicType: Default,
 {
     let kind = K::kind(&K::DynamicType::default()).to_string();
-    let plan = plan(&kind, desired, live)?;
+    let plan = plan(&kind, recent, desired, live)?;
     if !plan.decision.needs_write() {
         return Ok(Applied {
             decision: plan.decision,
@@ -172,7 +173,7 @@ where
         k8s.object.name = %plan.object.name_any(),
         multigres.apply.decision = plan.decision.as_str(),
     );
-    telemetry::spans::run_in(span.clone(), write(api, manager, plan, span)).await
+    telemetry::spans::run_in(span.clone(), write(api, manager, recent, plan, span)).await
 }
 
 /// What [`apply`] decided, and what it needs to write.
@@ -187,7 +188,12 @@ struct Plan<K> {
     cached_version: Option<String>,
 }
 
-fn plan<K>(kind: &str, desired: Desired<K>, live: Option<&K>) -> Result<Plan<K>, kube::Error>
+fn plan<K>(
+    kind: &str,
+    recent: &RecentWrites,
+    desired: Desired<K>,
+    live: Option<&K>,
+) -> Result<Plan<K>, kube::Error>
 where
     K: Resource + Serialize,
 {
@@ -219,7 +225,7 @@ where
         object.name_any()
     );
     if decision.needs_write()
-        && recent::already_written(&written_key, cached_version.as_deref(), &hash)
+        && recent.already_written(&written_key, cached_version.as_deref(), &hash)
     {
         decision = Decision::UpToDate;
     }
@@ -236,6 +242,7 @@ where
 async fn write<K>(
     api: &Api<K>,
     manager: &str,
+    recent: &RecentWrites,
     plan: Plan<K>,
     span: tracing::Span,
 ) -> Result<Applied<K>, kube::Error>
@@ -267,7 +274,7 @@ where
     let written = api
         .patch(&object.name_any(), &params, &Patch::Apply(&object))
         .await?;
-    recent::record(written_key, cached_version.as_deref(), &hash);
+    recent.record(written_key, cached_version.as_deref(), &hash);
     Ok(Applied {
         decision,
         object: Some(written),
@@ -368,16 +375,17 @@ mod tests {
         use std::sync::atomic::Ordering;
         let (client, patches) = echo_client();
         let api: Api<ConfigMap> = Api::namespaced(client, "default");
+        let recent = RecentWrites::default();
         let desired = || {
             let mut cm = config_map("new", "", None);
             cm.metadata.resource_version = None;
             Desired::new(cm)
         };
         let before = config_map("old", "7", Some("h-old"));
-        let first = apply(&api, "test", desired(), Some(&before)).await;
+        let first = apply(&api, "test", &recent, desired(), Some(&before)).await;
         assert_eq!(first.map(|a| a.decision).ok(), Some(Decision::Changed));
         // A reconcile queued meanwhile still sees version 7 in its cache.
-        let again = apply(&api, "test", desired(), Some(&before)).await;
+        let again = apply(&api, "test", &recent, desired(), Some(&before)).await;
         assert_eq!(again.map(|a| a.decision).ok(), Some(Decision::UpToDate));
         assert_eq!(
             patches.load(Ordering::SeqCst),
@@ -387,7 +395,7 @@ mod tests {
         // The cache moves on to a version someone else edited: the ordinary comparison decides.
         let hash = hash_value(&serde_json::to_value(desired().object).unwrap_or_default());
         let edited = config_map("edited", "9", Some(&hash));
-        let repaired = apply(&api, "test", desired(), Some(&edited)).await;
+        let repaired = apply(&api, "test", &recent, desired(), Some(&edited)).await;
         assert_eq!(repaired.map(|a| a.decision).ok(), Some(Decision::Drifted));
         assert_eq!(patches.load(Ordering::SeqCst), 2);
     }
@@ -399,16 +407,24 @@ mod tests {
         let _default = multigres_test_support::scoped_default(subscriber);
         let (client, _) = echo_client();
         let api: Api<ConfigMap> = Api::namespaced(client, "default");
+        let recent = RecentWrites::default();
         let mut object = config_map("v", "", None);
         object.metadata.resource_version = None;
         object.metadata.name = Some("span-test".into());
         let hash = hash_value(&serde_json::to_value(&object).unwrap_or_default());
         let mut live = config_map("v", "3", Some(&hash));
         live.metadata.name = Some("span-test".into());
-        let skipped = apply(&api, "test", Desired::new(object.clone()), Some(&live)).await;
+        let skipped = apply(
+            &api,
+            "test",
+            &recent,
+            Desired::new(object.clone()),
+            Some(&live),
+        )
+        .await;
         assert_eq!(skipped.map(|a| a.decision).ok(), Some(Decision::UpToDate));
         assert!(spy.finished().is_empty(), "{:?}", spy.finished());
-        let created = apply(&api, "test", Desired::new(object), None).await;
+        let created = apply(&api, "test", &recent, Desired::new(object), None).await;
         assert_eq!(created.map(|a| a.decision).ok(), Some(Decision::Create));
         let spans = spy.finished();
         let apply_span = spans

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::apply::{Decision, Desired, apply};
+use crate::recent::RecentWrites;
 
 /// The outcome of one child's apply.
 #[derive(Debug)]
@@ -28,14 +29,16 @@ pub struct ChildWrite {
 pub struct FanOut {
     /// The field manager of the applies.
     manager: &'static str,
+    recent: Arc<RecentWrites>,
     tasks: JoinSet<ChildWrite>,
 }
 
 impl FanOut {
-    /// Applies made as field manager `manager`.
-    pub fn new(manager: &'static str) -> Self {
+    /// Applies made as field manager `manager`, remembered in `recent`.
+    pub fn new(manager: &'static str, recent: Arc<RecentWrites>) -> Self {
         FanOut {
             manager,
+            recent,
             tasks: JoinSet::new(),
         }
     }
@@ -55,9 +58,10 @@ impl FanOut {
         let id = format!("{} {}", K::kind(&()), desired.object.name_any());
         let child = desired.object.object_ref(&());
         let manager = self.manager;
+        let recent = self.recent.clone();
         // The task runs in the reconcile's span, so each child's `apply` span is its child.
         let task = async move {
-            let result = apply(&api, manager, desired, live.as_deref())
+            let result = apply(&api, manager, &recent, desired, live.as_deref())
                 .await
                 .map(|applied| applied.decision)
                 .map_err(|e| e.to_string());
@@ -180,7 +184,7 @@ mod tests {
         let api: Api<MultiGateway> = Api::namespaced(slow_client(delay, peak.clone()), "default");
         let children = 6;
         let started = Instant::now();
-        let mut fan = FanOut::new("multigres-test");
+        let mut fan = FanOut::new("multigres-test", Default::default());
         for i in 0..children {
             fan.apply(api.clone(), Desired::new(gateway(&format!("g{i}"))), None);
         }
@@ -226,7 +230,7 @@ mod tests {
         });
         let api: Api<MultiGateway> =
             Api::namespaced(kube::Client::new(service, "default"), "default");
-        let mut fan = FanOut::new("multigres-test");
+        let mut fan = FanOut::new("multigres-test", Default::default());
         for name in ["a", "bad", "c"] {
             fan.apply(api.clone(), Desired::new(gateway(name)), None);
         }
@@ -285,7 +289,7 @@ mod tests {
         let reconcile = tracing::info_span!("reconcile Cell");
         let trace_id = reconcile.context().span().span_context().trace_id();
         async {
-            let mut fan = FanOut::new("multigres-test");
+            let mut fan = FanOut::new("multigres-test", Default::default());
             for name in ["g0", "g1", "g2"] {
                 fan.apply(api.clone(), Desired::traced(gateway(name)), None);
             }
@@ -339,7 +343,7 @@ mod tests {
                 "uid-{}",
                 child.metadata.name.clone().unwrap_or_default()
             ));
-            let joined = reconcile_span(&child, "multigateway", None).span;
+            let joined = reconcile_span(&Default::default(), &child, "multigateway", None).span;
             let cx = joined.context();
             assert_eq!(
                 cx.span().span_context().trace_id(),

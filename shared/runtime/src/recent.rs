@@ -12,46 +12,51 @@
 //! absent object has no version, so "still absent" and "created, then deleted" look alike.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 
 /// Entries kept at most; past that the memory is cleared (the cost is one possible extra write).
 const MAX_ENTRIES: usize = 4096;
 
-/// `key` → (cached `resourceVersion` the write was decided against, hash of what was written).
-static WRITES: LazyLock<Mutex<HashMap<String, (String, String)>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// The writes of one controller context: `key` → (cached `resourceVersion` the write was
+/// decided against, hash of what was written).
+#[derive(Debug, Default)]
+pub struct RecentWrites(Mutex<HashMap<String, (String, String)>>);
 
-/// Whether a write of content `hash` to `key` was already made while the cache showed
-/// `cached_version`. Forgets the write once the cache shows another version.
-pub fn already_written(key: &str, cached_version: Option<&str>, hash: &str) -> bool {
-    let Some(cached_version) = cached_version else {
-        return false;
-    };
-    let mut writes = WRITES
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    match writes.get(key) {
-        Some((version, written)) if version == cached_version => written == hash,
-        Some(_) => {
-            writes.remove(key);
-            false
+impl RecentWrites {
+    /// Whether a write of content `hash` to `key` was already made while the cache showed
+    /// `cached_version`. Forgets the write once the cache shows another version.
+    pub fn already_written(&self, key: &str, cached_version: Option<&str>, hash: &str) -> bool {
+        let Some(cached_version) = cached_version else {
+            return false;
+        };
+        let mut writes = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match writes.get(key) {
+            Some((version, written)) if version == cached_version => written == hash,
+            Some(_) => {
+                writes.remove(key);
+                false
+            }
+            None => false,
         }
-        None => false,
     }
-}
 
-/// Records a write of content `hash` to `key`, decided while the cache showed `cached_version`.
-pub fn record(key: String, cached_version: Option<&str>, hash: &str) {
-    let Some(cached_version) = cached_version else {
-        return;
-    };
-    let mut writes = WRITES
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if writes.len() >= MAX_ENTRIES {
-        writes.clear();
+    /// Records a write of content `hash` to `key`, decided while the cache showed `cached_version`.
+    pub fn record(&self, key: String, cached_version: Option<&str>, hash: &str) {
+        let Some(cached_version) = cached_version else {
+            return;
+        };
+        let mut writes = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if writes.len() >= MAX_ENTRIES {
+            writes.clear();
+        }
+        writes.insert(key, (cached_version.to_string(), hash.to_string()));
     }
-    writes.insert(key, (cached_version.to_string(), hash.to_string()));
 }
 
 #[cfg(test)]
@@ -60,28 +65,40 @@ mod tests {
 
     #[test]
     fn the_same_write_against_the_same_cached_version_is_skipped_once_recorded() {
+        let recent = RecentWrites::default();
         let key = "test/a".to_string();
-        assert!(!already_written(&key, Some("10"), "1"));
-        record(key.clone(), Some("10"), "1");
-        assert!(already_written(&key, Some("10"), "1"), "cache still at 10");
-        assert!(!already_written(&key, Some("10"), "2"), "other content");
+        assert!(!recent.already_written(&key, Some("10"), "1"));
+        recent.record(key.clone(), Some("10"), "1");
+        assert!(
+            recent.already_written(&key, Some("10"), "1"),
+            "cache still at 10"
+        );
+        assert!(
+            !recent.already_written(&key, Some("10"), "2"),
+            "other content"
+        );
     }
 
     #[test]
     fn a_newer_cached_version_forgets_the_write() {
+        let recent = RecentWrites::default();
         let key = "test/b".to_string();
-        record(key.clone(), Some("10"), "1");
-        assert!(!already_written(&key, Some("11"), "1"), "cache moved on");
+        recent.record(key.clone(), Some("10"), "1");
         assert!(
-            !already_written(&key, Some("10"), "1"),
+            !recent.already_written(&key, Some("11"), "1"),
+            "cache moved on"
+        );
+        assert!(
+            !recent.already_written(&key, Some("10"), "1"),
             "forgotten, even if a later cache read were older"
         );
     }
 
     #[test]
     fn creates_are_never_remembered() {
+        let recent = RecentWrites::default();
         let key = "test/c".to_string();
-        record(key.clone(), None, "1");
-        assert!(!already_written(&key, None, "1"));
+        recent.record(key.clone(), None, "1");
+        assert!(!recent.already_written(&key, None, "1"));
     }
 }

@@ -27,7 +27,9 @@ use multigres_telemetry::spans;
 use serde::de::DeserializeOwned;
 
 use crate::events::EventRecorder;
+use crate::fanout::FanOut;
 use crate::metrics::Metrics;
+use crate::recent::RecentWrites;
 use crate::retry::Backoffs;
 use crate::status::{StatusWriteFailed, write_status};
 use crate::watch::CachesReady;
@@ -73,6 +75,17 @@ pub struct Bookkeeping {
     pub metrics: Arc<Metrics>,
     /// How often a healthy object is reconciled again without any event.
     pub resync: Duration,
+    /// Writes the caches have not shown yet (see [`crate::recent`]).
+    pub recent: Arc<RecentWrites>,
+    /// The generations reconciled here and their traces (see [`spans::Generations`]).
+    pub generations: spans::Generations,
+}
+
+impl Bookkeeping {
+    /// A fan-out of child applies as this controller's field manager.
+    pub fn fan_out(&self) -> FanOut {
+        FanOut::new(self.manager, self.recent.clone())
+    }
 }
 
 /// What differs between controllers of kind `K`: how to build, apply and observe.
@@ -108,7 +121,7 @@ where
         .current_status()
         .and_then(ObjectStatus::observed_generation);
     let run = ctx.bookkeeping();
-    let root = spans::reconcile_span(obj.as_ref(), &controller, observed);
+    let root = spans::reconcile_span(&run.generations, obj.as_ref(), &controller, observed);
     spans::run_in(root.span, async {
         let result = reconcile_in_span(obj.as_ref(), ctx.as_ref(), root.last_trace_id).await;
         if let Err(err) = &result {
@@ -159,14 +172,21 @@ where
         status.record_trace(trace_id);
     }
     let ready = status.ready();
-    spans::mark_ready(obj, ready);
+    spans::mark_ready(&run.generations, obj, ready);
     let api: Api<K> = Api::namespaced(run.client.clone(), &obj.namespace().unwrap_or_default());
-    let written = write_status(&api, run.manager, obj, obj.current_status(), &status)
-        .await
-        .map_err(|source| StatusWriteFailed {
-            object: object.clone(),
-            source,
-        })?;
+    let written = write_status(
+        &api,
+        run.manager,
+        &run.recent,
+        obj,
+        obj.current_status(),
+        &status,
+    )
+    .await
+    .map_err(|source| StatusWriteFailed {
+        object: object.clone(),
+        source,
+    })?;
     if written {
         tracing::info!(object, ready, "status updated");
     }

@@ -8,6 +8,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::recent::RecentWrites;
+
 /// A status write the API server refused or never answered.
 #[derive(Debug, thiserror::Error)]
 #[error("{object}: writing status: {source}")]
@@ -23,6 +25,7 @@ pub struct StatusWriteFailed {
 pub async fn write_status<K, S>(
     api: &Api<K>,
     manager: &str,
+    recent: &RecentWrites,
     obj: &K,
     current: Option<&S>,
     status: &S,
@@ -44,7 +47,7 @@ where
     let cached_version = obj.meta().resource_version.as_deref();
     let hash =
         crate::apply::hash_value(&serde_json::to_value(status).map_err(kube::Error::SerdeError)?);
-    if crate::recent::already_written(&key, cached_version, &hash) {
+    if recent.already_written(&key, cached_version, &hash) {
         return Ok(false);
     }
     let patch = json!({
@@ -62,6 +65,6 @@ where
         .await
     })
     .await?;
-    crate::recent::record(key, cached_version, &hash);
+    recent.record(key, cached_version, &hash);
     Ok(true)
 }

@@ -37,6 +37,7 @@ pub struct ReconcileSpan {
 /// annotation is ignored with a warning event. The span is returned unentered (a parent can
 /// only be set before).
 pub fn reconcile_span<K>(
+    memory: &Generations,
     obj: &K,
     controller: &str,
     observed_generation: Option<i64>,
@@ -45,6 +46,7 @@ where
     K: Resource<DynamicType = ()>,
 {
     reconcile_span_at(
+        memory,
         obj,
         controller,
         observed_generation,
@@ -54,6 +56,7 @@ where
 }
 
 fn reconcile_span_at<K>(
+    memory: &Generations,
     obj: &K,
     controller: &str,
     observed_generation: Option<i64>,
@@ -80,11 +83,11 @@ where
     // The object may come from a cache that does not show the status the previous reconcile
     // wrote yet: only the first reconcile of a generation in this process counts as acting on it.
     let uid = obj.uid().unwrap_or_default();
-    let new_generation = generation != observed_generation && SEEN.first(&uid, generation, now);
+    let new_generation = generation != observed_generation && memory.first(&uid, generation, now);
     let follows = if new_generation {
         None
     } else {
-        SEEN.follow(&uid, generation, now)
+        memory.follow(&uid, generation, now)
     };
     match follows {
         // A follow-up while the generation works towards Ready: part of its trace.
@@ -105,10 +108,10 @@ where
         let id = span_context
             .is_valid()
             .then(|| span_context.trace_id().to_string());
-        SEEN.remember_first(&uid, generation, span_context);
+        memory.remember_first(&uid, generation, span_context);
         id
     } else {
-        SEEN.trace(&uid, generation)
+        memory.trace(&uid, generation)
     };
     ReconcileSpan {
         span,
@@ -159,7 +162,7 @@ fn set_parent_from_annotation(
 /// `generation ready` event (with the seconds since the generation's first reconcile) to the
 /// current span, and later reconciles of the generation start traces of their own, linked to
 /// its first reconcile.
-pub fn mark_ready<K>(obj: &K, ready: bool)
+pub fn mark_ready<K>(memory: &Generations, obj: &K, ready: bool)
 where
     K: Resource<DynamicType = ()>,
 {
@@ -167,7 +170,7 @@ where
         return;
     }
     let uid = obj.uid().unwrap_or_default();
-    if let Some(seconds) = SEEN.ready(&uid, obj.meta().generation, now_unix_secs()) {
+    if let Some(seconds) = memory.ready(&uid, obj.meta().generation, now_unix_secs()) {
         event(
             "generation ready",
             vec![opentelemetry::KeyValue::new(
@@ -198,14 +201,15 @@ enum Follow {
     Link(SpanContext),
 }
 
-/// Per uid, the generation last reconciled here. Bounded: cleared when it grows past a limit
-/// (a forgotten entry only lets one more reconcile count as the first, and its follow-ups
-/// link instead of joining).
-struct Seen(std::sync::Mutex<std::collections::HashMap<String, Generation>>);
+/// Per uid, the generation a controller last reconciled, and its first span: what lets the
+/// reconciles of one generation share its trace. One per controller context; a restarted
+/// process starts empty (its first reconciles link instead of joining). Bounded: cleared when
+/// it grows past a limit (a forgotten entry only lets one more reconcile count as the first,
+/// and its follow-ups link instead of joining).
+#[derive(Default)]
+pub struct Generations(std::sync::Mutex<std::collections::HashMap<String, Generation>>);
 
-static SEEN: std::sync::LazyLock<Seen> = std::sync::LazyLock::new(|| Seen(Default::default()));
-
-impl Seen {
+impl Generations {
     const LIMIT: usize = 100_000;
 
     fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Generation>> {
@@ -325,6 +329,8 @@ mod tests {
     use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
     use shared_types::*;
 
+    use std::ops::Deref;
+
     use super::*;
     use crate::LogFormat;
     use crate::propagation::annotations_for;
@@ -333,6 +339,10 @@ mod tests {
     mod shared_types {
         pub use multigres_api::crd::{Etcd, EtcdSpec};
     }
+
+    /// One memory for the tests of this module (each object has a uid of its own).
+    static MEMORY: std::sync::LazyLock<Generations> =
+        std::sync::LazyLock::new(Generations::default);
 
     const TRACE: u128 = 0x4bf92f3577b34da6a3ce929d0e0e4736;
     const PARENT: u64 = 0x00f067aa0ba902b7;
@@ -369,7 +379,15 @@ mod tests {
     ) -> (opentelemetry_sdk::trace::SpanData, Vec<String>) {
         let (spy, logs, subscriber) = test_subscriber(&[], LogFormat::Json);
         let _default = crate::testing::scoped_default(subscriber);
-        let span = reconcile_span_at(obj, "etcd", observed, now, Duration::from_secs(600)).span;
+        let span = reconcile_span_at(
+            MEMORY.deref(),
+            obj,
+            "etcd",
+            observed,
+            now,
+            Duration::from_secs(600),
+        )
+        .span;
         let result: Result<(), String> = run_in(span, async move {
             tracing::info!("building");
             if fail {
@@ -430,6 +448,7 @@ mod tests {
         obj.metadata.uid = Some("uid-joined-once".into());
         assert!(
             reconcile_span_at(
+                MEMORY.deref(),
                 &etcd(9, BTreeMap::new()),
                 "etcd",
                 Some(8),
@@ -446,7 +465,14 @@ mod tests {
         assert_eq!(second.parent_span_id, first.span_context.span_id());
         assert!(second.links.is_empty());
         // Both report the first reconcile's trace for status.lastTraceId.
-        let third = reconcile_span_at(&obj, "etcd", Some(6), now, Duration::from_secs(600));
+        let third = reconcile_span_at(
+            MEMORY.deref(),
+            &obj,
+            "etcd",
+            Some(6),
+            now,
+            Duration::from_secs(600),
+        );
         assert!(!third.new_generation);
         assert_eq!(
             third.last_trace_id,
@@ -463,8 +489,16 @@ mod tests {
     ) -> opentelemetry_sdk::trace::SpanData {
         let (spy, _logs, subscriber) = test_subscriber(&[], LogFormat::Json);
         let _default = crate::testing::scoped_default(subscriber);
-        let span = reconcile_span_at(obj, "etcd", observed, now, Duration::from_secs(600)).span;
-        span.in_scope(|| mark_ready(obj, ready));
+        let span = reconcile_span_at(
+            MEMORY.deref(),
+            obj,
+            "etcd",
+            observed,
+            now,
+            Duration::from_secs(600),
+        )
+        .span;
+        span.in_scope(|| mark_ready(&MEMORY, obj, ready));
         drop(span);
         spy.finished().pop().expect("one span")
     }
