@@ -1,21 +1,11 @@
-//! resource-handler: reconciles Etcd, MultiGateway, MultiOrch and MultiPooler objects into
-//! StatefulSets, Deployments and Services.
+//! The resource-handler binary: parses its flags and runs until SIGTERM or SIGINT.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-
-mod builders;
-mod component;
-mod context;
-mod error;
-mod reconcile;
-mod run;
-mod status;
-mod volumes;
+use resource_handler::run::Args;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = run::Args::parse();
-    multigres_runtime::process::exit_code(args.run().await)
+    multigres_runtime::process::exit_code(Args::parse().run().await)
 }
