@@ -12,7 +12,6 @@ use multigres_api::crd::{
 };
 use multigres_api::meta::CLUSTER_HANDLER_MANAGER;
 use multigres_runtime::cli::CommonArgs;
-use multigres_runtime::events::EventRecorder;
 use multigres_runtime::kubeconnect::ensure_crds;
 use multigres_runtime::metrics::Metrics;
 use multigres_runtime::process::Stop;
@@ -106,17 +105,13 @@ async fn controllers(
         poolers.readiness(),
     ]);
     let ctx = Arc::new(Context {
-        run: Bookkeeping {
-            client: client.clone(),
-            manager: CLUSTER_HANDLER_MANAGER,
-            events: EventRecorder::new(client.clone(), CLUSTER_HANDLER_MANAGER),
+        run: Bookkeeping::new(
+            client.clone(),
+            CLUSTER_HANDLER_MANAGER,
             caches,
-            backoffs: Default::default(),
             metrics,
-            resync: common.resync,
-            recent: Default::default(),
-            generations: Default::default(),
-        },
+            common.resync,
+        ),
         etcds,
         cells,
         gateways,

@@ -14,7 +14,6 @@ use kube::{Api, Resource};
 use multigres_api::crd::{Etcd, MultiGateway, MultiOrch, MultiPooler, component_kinds};
 use multigres_api::meta::RESOURCE_HANDLER_MANAGER;
 use multigres_runtime::cli::{CommonArgs, parse_url};
-use multigres_runtime::events::EventRecorder;
 use multigres_runtime::kubeconnect::ensure_crds;
 use multigres_runtime::metrics::Metrics;
 use multigres_runtime::process::Stop;
@@ -125,17 +124,13 @@ async fn controllers(
         disruption_budgets.readiness(),
     ]);
     let ctx = Arc::new(Context {
-        run: Bookkeeping {
-            client: client.clone(),
-            manager: RESOURCE_HANDLER_MANAGER,
-            events: EventRecorder::new(client.clone(), RESOURCE_HANDLER_MANAGER),
+        run: Bookkeeping::new(
+            client.clone(),
+            RESOURCE_HANDLER_MANAGER,
             caches,
-            backoffs: Default::default(),
             metrics,
-            resync: common.resync,
-            recent: Default::default(),
-            generations: Default::default(),
-        },
+            common.resync,
+        ),
         statefulsets,
         deployments,
         services,

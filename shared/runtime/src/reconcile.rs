@@ -82,6 +82,28 @@ pub struct Bookkeeping {
 }
 
 impl Bookkeeping {
+    /// The bookkeeping of a controller writing as field manager `manager`, whose reconciles
+    /// wait for `caches`.
+    pub fn new(
+        client: kube::Client,
+        manager: &'static str,
+        caches: CachesReady,
+        metrics: Arc<Metrics>,
+        resync: Duration,
+    ) -> Self {
+        Bookkeeping {
+            events: EventRecorder::new(client.clone(), manager),
+            client,
+            manager,
+            caches,
+            backoffs: Backoffs::default(),
+            metrics,
+            resync,
+            recent: Arc::default(),
+            generations: spans::Generations::default(),
+        }
+    }
+
     /// A fan-out of child applies as this controller's field manager.
     pub fn fan_out(&self) -> FanOut {
         FanOut::new(self.manager, self.recent.clone())
