@@ -19,7 +19,7 @@ use multigres_runtime::fanout::{describe, failures, written};
 use multigres_runtime::reconcile::{Bookkeeping, Outcome, Reconciler};
 use multigres_telemetry::spans;
 
-use crate::aggregate::{ChildReport, core_status, sum};
+use crate::aggregate::{ChildReport, Problem, core_status, sum};
 use crate::context::Context;
 use crate::error::Error;
 use crate::spec::{SpecError, check_len};
@@ -125,7 +125,7 @@ async fn observe(ctx: &Context, obj: &Cell) -> Result<Outcome<CellStatus, Error>
     let mut just_written = BTreeSet::new();
     let (problem, result) = match built {
         Err(source) => (
-            Some((source.reason(), source.to_string())),
+            Some(Problem::blocking(source.reason(), source.to_string())),
             Err(Error::Spec {
                 object: object.clone(),
                 source,
@@ -163,7 +163,7 @@ async fn observe(ctx: &Context, obj: &Cell) -> Result<Outcome<CellStatus, Error>
                 (None, Ok(()))
             } else {
                 (
-                    Some(("ApplyFailed", describe(&failed))),
+                    Some(Problem::transient("ApplyFailed", describe(&failed))),
                     Err(Error::Children {
                         object: object.clone(),
                         failed,
@@ -212,7 +212,7 @@ async fn observe(ctx: &Context, obj: &Cell) -> Result<Outcome<CellStatus, Error>
         obj.meta().generation,
         &reports,
         sum(&[gateway, orch, pooler]),
-        problem,
+        problem.as_ref(),
         &Time(Timestamp::now()),
     );
     let shard = match crate::topology::cell_shard(ctx, obj).await {

@@ -23,7 +23,7 @@ use multigres_runtime::fanout::{describe, failures, written};
 use multigres_runtime::reconcile::{Bookkeeping, Outcome, Reconciler};
 use multigres_telemetry::spans;
 
-use crate::aggregate::{ChildReport, core_status, sum};
+use crate::aggregate::{ChildReport, Problem, core_status, sum};
 use crate::backup::ClaimState;
 use crate::context::Context;
 use crate::error::Error;
@@ -312,7 +312,7 @@ async fn observe(
     let (wanted, problem, result) = match built {
         Err(source) => (
             None,
-            Some((source.reason(), source.to_string())),
+            Some(Problem::blocking(source.reason(), source.to_string())),
             Err(Error::Spec {
                 object: object.clone(),
                 source,
@@ -371,7 +371,7 @@ async fn observe(
                 .await;
                 let (problem, result) = if !failed.is_empty() {
                     (
-                        Some(("ApplyFailed", describe(&failed))),
+                        Some(Problem::transient("ApplyFailed", describe(&failed))),
                         Err(Error::Children {
                             object: object.clone(),
                             failed: failed.clone(),
@@ -379,8 +379,9 @@ async fn observe(
                     )
                 } else {
                     match (topology, cleanup) {
+                        // Transient: etcd may still be starting or briefly unreachable.
                         (Err(source), _) => (
-                            Some((source.reason(), source.to_string())),
+                            Some(Problem::transient(source.reason(), source.to_string())),
                             Err(Error::Topology {
                                 object: object.clone(),
                                 source,
@@ -388,7 +389,7 @@ async fn observe(
                         ),
                         (_, Err(e)) => (None, Err(e)),
                         (Ok(TopologyState::WaitingForEtcd(why)), Ok(())) => {
-                            (Some(("TopologyPending", why)), Ok(()))
+                            (Some(Problem::transient("TopologyPending", why)), Ok(()))
                         }
                         (Ok(_), Ok(())) => (None, Ok(())),
                     }
@@ -472,7 +473,9 @@ async fn observe(
         ClaimState::Fine
     };
     let problem = match &claim {
-        ClaimState::Stuck(message) => Some(("BackupVolumePending", message.clone())),
+        ClaimState::Stuck(message) => {
+            Some(Problem::blocking("BackupVolumePending", message.clone()))
+        }
         _ => problem,
     };
     let previous = obj.status.as_ref();
@@ -482,24 +485,23 @@ async fn observe(
         obj.meta().generation,
         &reports,
         pods,
-        problem,
+        problem.as_ref(),
         &now,
     );
     // With the topology managed, a cluster is Healthy only once its shard has a primary.
     let no_primary = shard.as_ref().is_some_and(|s| s.primary.is_none());
     if no_primary && phase == Phase::Healthy {
-        let problem = (
+        let problem = Problem::transient(
             "NoPrimary",
             "every component is ready but the shard has no primary yet; multiorch elects one \
-             once the poolers have bootstrapped from the first backup"
-                .to_string(),
+             once the poolers have bootstrapped from the first backup",
         );
         (core, _) = core_status(
             previous.map(|s| (&s.core, s.phase)),
             obj.meta().generation,
             &reports,
             pods,
-            Some(problem),
+            Some(&problem),
             &now,
         );
         // A primary that was there and is gone is a degradation, not progress, until a new

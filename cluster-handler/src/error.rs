@@ -87,11 +87,13 @@ impl multigres_runtime::reconcile::Failure for Error {
 }
 
 impl Error {
-    /// The `Ready=False` reason and message of a prerequisite that is missing.
-    pub fn problem(&self) -> Option<(&'static str, String)> {
+    /// The problem of a prerequisite that is missing: the cluster is blocked until a user
+    /// provides it.
+    pub fn problem(&self) -> Option<crate::aggregate::Problem> {
+        let blocking = crate::aggregate::Problem::blocking;
         match self {
-            Self::Credentials { source, .. } => Some((source.reason(), source.to_string())),
-            Self::Backup { source, .. } => Some((source.reason(), source.to_string())),
+            Self::Credentials { source, .. } => Some(blocking(source.reason(), source.to_string())),
+            Self::Backup { source, .. } => Some(blocking(source.reason(), source.to_string())),
             _ => None,
         }
     }

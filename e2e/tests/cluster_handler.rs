@@ -13,8 +13,10 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use multigres_api::conditions::{READY, condition};
-use multigres_api::crd::{ComponentStatus, Etcd, MultiPooler, MultigresCluster, VolumeRetention};
+use multigres_api::conditions::{DEGRADED, PROGRESSING, READY, condition};
+use multigres_api::crd::{
+    ComponentStatus, Etcd, MultiPooler, MultigresCluster, Phase, VolumeRetention,
+};
 use multigres_api::meta::{LABEL_OWNER_UID, cluster_etcd_name};
 use serde_json::json;
 
@@ -262,6 +264,29 @@ async fn a_name_too_long_for_its_children_is_reported_on_the_cluster() {
             cond.message.contains("shorten the name"),
             "{}",
             cond.message
+        );
+        // A spec that cannot be fanned out blocks the cluster: Degraded with the same reason,
+        // and not Progressing, since nothing converges.
+        let status = api
+            .get(name)
+            .await
+            .expect("cluster")
+            .status
+            .unwrap_or_default();
+        assert_eq!(status.phase, Some(Phase::Degraded), "{status:?}");
+        let degraded = condition(&status.core.conditions, DEGRADED).expect("Degraded");
+        assert_eq!(
+            (
+                degraded.status.as_str(),
+                degraded.reason.as_str(),
+                degraded.message.as_str()
+            ),
+            ("True", "NameTooLong", cond.message.as_str())
+        );
+        let progressing = condition(&status.core.conditions, PROGRESSING).expect("Progressing");
+        assert_eq!(
+            (progressing.status.as_str(), progressing.reason.as_str()),
+            ("False", "NameTooLong")
         );
         assert!(
             Api::<Etcd>::namespaced(client.clone(), &ns.name)

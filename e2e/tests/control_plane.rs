@@ -106,8 +106,11 @@ async fn invalid_samples_are_refused_with_their_message() {
                 "bad-tracing-mode.yaml",
                 "duplicate-cell-names.yaml",
                 "etcd-even-replicas.yaml",
+                "huge-storage-size.yaml",
                 "missing-topo.yaml",
                 "negative-replicas.yaml",
+                "tiny-storage-size.yaml",
+                "uppercase-image-path.yaml",
             ]
         );
         let mut wrong = Vec::new();

@@ -349,10 +349,12 @@ async fn a_spec_the_builder_rejects_is_not_ready_with_a_reason_and_backs_off() {
     with_namespace(&client, "rh-invalid", |client, ns| async move {
         let handler = start(&ns.name).await;
         let api: Api<MultiGateway> = Api::namespaced(client.clone(), &ns.name);
-        // Uppercase repository path: passes the schema's character check, refused by the builder.
+        // A repository name longer than registries accept: the schema bounds the whole reference
+        // only, the builder refuses the name.
+        let image = format!("registry.example.com/{}:v1", "a".repeat(250));
         let obj: MultiGateway = serde_json::from_value(json!({
             "apiVersion": "multigres.com/v1alpha1", "kind": "MultiGateway", "metadata": {"name": "bad"},
-            "spec": {"cell": "zone-a", "image": "registry.example.com/Team/App:v1", "topo": topo()}
+            "spec": {"cell": "zone-a", "image": image, "topo": topo()}
         }))
         .expect("object");
         api.create(&PostParams::default(), &obj).await.expect("accepted by the API server");
@@ -365,7 +367,7 @@ async fn a_spec_the_builder_rejects_is_not_ready_with_a_reason_and_backs_off() {
             }
         })
         .await;
-        assert!(cond.message.contains("registry.example.com/Team/App:v1"), "{}", cond.message);
+        assert!(cond.message.contains(&image) && cond.message.contains("271 characters long"), "{}", cond.message);
         assert!(Api::<Deployment>::namespaced(client.clone(), &ns.name).get_opt("bad").await.expect("get").is_none());
         // Not a hot loop: over a 12 s observation window the backoff (5 s, 10 s, ...) allows only
         // a few tries. (The sleep is the measurement window, not a wait for a condition.)

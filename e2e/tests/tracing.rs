@@ -15,7 +15,8 @@ use e2e::tempo::{Span, Tempo};
 use e2e::{TestEnv, install_crds, wait_until, with_namespace};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use multigres_api::crd::{MultiGateway, MultigresCluster, Phase};
+use multigres_api::conditions::{DEGRADED, PROGRESSING, condition};
+use multigres_api::crd::{Cell, ClusterStatus, MultiGateway, MultigresCluster, Phase};
 use multigres_api::meta::{cell_object_name, cluster_etcd_name};
 use multigres_api::samples::{load, samples_dir};
 use serde_json::json;
@@ -84,17 +85,27 @@ async fn wait_healthy(api: &Api<MultigresCluster>, name: &str) -> MultigresClust
 
 /// `kubectl describe <kind> <name>` as the admin.
 fn describe_with_kubectl(env: &TestEnv, ns: &str, kind: &str, name: &str) -> String {
-    let out = env
-        .kubectl()
-        .args(["describe", "-n", ns, kind, name])
-        .output()
-        .expect("kubectl runs");
+    kubectl(env, &["describe", "-n", ns, kind, name])
+}
+
+/// What `kubectl ARGS` prints; fails the test when kubectl does.
+fn kubectl(env: &TestEnv, args: &[&str]) -> String {
+    let out = env.kubectl().args(args).output().expect("kubectl runs");
     assert!(
         out.status.success(),
-        "kubectl describe {kind} {name}: {}",
+        "kubectl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The status of cluster `name` now.
+async fn cluster_status(api: &Api<MultigresCluster>, name: &str) -> ClusterStatus {
+    api.get(name)
+        .await
+        .expect("cluster")
+        .status
+        .unwrap_or_default()
 }
 
 /// Polls Tempo until trace `id` satisfies `check` (spans arrive in batches from three processes).
@@ -367,10 +378,12 @@ async fn a_failing_component_shows_error_spans_and_a_log_line_with_the_trace_id(
         let env = TestEnv::load();
         let (_cluster_handler, resource_handler) = traced_handlers(&ns.name, &env).await;
         let api: Api<MultigresCluster> = Api::namespaced(client.clone(), &ns.name);
-        // An image the schema lets through but the builder refuses (uppercase repository path).
+        // An image the schema lets through but the builder refuses (a repository name longer than
+        // registries accept).
+        let image = format!("registry.example.com/{}:v1", "g".repeat(250));
         let cluster: MultigresCluster = serde_json::from_value(json!({
             "apiVersion": "multigres.com/v1alpha1", "kind": "MultigresCluster", "metadata": {"name": "broken"},
-            "spec": {"gateway": {"image": "registry.example.com/Team/Gateway:v1"}}
+            "spec": {"gateway": {"image": image}}
         }))
         .expect("cluster");
         api.create(&PostParams::default(), &cluster).await.expect("created");
@@ -391,7 +404,7 @@ async fn a_failing_component_shows_error_spans_and_a_log_line_with_the_trace_id(
         .await;
         let failed = named(&spans, RH, "reconcile MultiGateway").into_iter().find(|r| r.status_code == "STATUS_CODE_ERROR").expect("failed");
         let message = failed.events.iter().find(|(name, _)| name == "exception").and_then(|(_, a)| a.get("exception.message").cloned()).unwrap_or_default();
-        assert!(message.contains("registry.example.com/Team/Gateway:v1") && message.contains("not a valid image reference"), "{message}");
+        assert!(message.contains(&image) && message.contains("not a valid image reference"), "{message}");
         assert!(failed.status_message.contains("not a valid image reference"), "{}", failed.status_message);
         // The siblings did not fail.
         for kind in ["MultiOrch", "MultiPooler"] {
@@ -428,6 +441,39 @@ async fn a_failing_component_shows_error_spans_and_a_log_line_with_the_trace_id(
         let described = describe_with_kubectl(&env, &ns.name, "multigateway", &gateway);
         assert!(described.contains("InvalidImage") && described.contains(&event_trace), "kubectl describe multigateway {gateway}:\n{described}");
 
+        // The failure shows at the top: the Cell and the cluster are Degraded with the
+        // gateway's reason, their message naming the path down to it and quoting its error.
+        let cell = cell_object_name("broken", "default");
+        let degraded = wait_until("the cluster Degraded with InvalidImage", TIMEOUT, || async {
+            let c = api.get("broken").await.map_err(|e| e.to_string())?;
+            let s = c.status.unwrap_or_default();
+            match condition(&s.core.conditions, DEGRADED) {
+                Some(d) if s.phase == Some(Phase::Degraded) && d.status == "True" && d.reason == "InvalidImage" => Ok(d.clone()),
+                other => Err(format!("phase {:?}, Degraded {other:?}", s.phase)),
+            }
+        })
+        .await;
+        let path = format!("Cell {cell}: MultiGateway {gateway}: spec.image");
+        assert!(degraded.message.starts_with(&path) && degraded.message.contains("not a valid image reference"), "{}", degraded.message);
+        let cells: Api<Cell> = Api::namespaced(client.clone(), &ns.name);
+        let cell_status = cells.get(&cell).await.expect("cell").status.unwrap_or_default();
+        assert_eq!(cell_status.phase, Some(Phase::Degraded));
+        let progressing = condition(&cluster_status(&api, "broken").await.core.conditions, PROGRESSING).cloned().expect("Progressing");
+        assert_eq!((progressing.status.as_str(), progressing.reason.as_str()), ("False", "InvalidImage"));
+        // `kubectl get` says so without describe; `-o wide` adds the message and the counts.
+        let listed = kubectl(&env, &["get", "mgc", "broken", "-n", &ns.name]);
+        let row = listed.lines().nth(1).unwrap_or_default().split_whitespace().collect::<Vec<_>>();
+        assert_eq!(row.get(..4), Some(&["broken", "Degraded", "false", "InvalidImage"][..]), "{listed}");
+        let wide = kubectl(&env, &["get", "mgc", "broken", "-n", &ns.name, "-o", "wide"]);
+        for column in ["ETCD-READY", "GATEWAYS-READY", "ORCHS-READY", "POOLERS-READY", "MESSAGE"] {
+            assert!(wide.lines().next().unwrap_or_default().contains(column), "{column}:\n{wide}");
+        }
+        assert!(wide.contains(&path), "{wide}");
+        let cell_row = kubectl(&env, &["get", "cells", &cell, "-n", &ns.name]);
+        eprintln!("$ kubectl get mgc broken\n{listed}$ kubectl get mgc broken -o wide\n{wide}$ kubectl get cells\n{cell_row}");
+        let row = cell_row.lines().nth(1).unwrap_or_default().split_whitespace().collect::<Vec<_>>();
+        assert_eq!(row.get(..6), Some(&[cell.as_str(), "broken", "default", "Degraded", "false", "InvalidImage"][..]), "{cell_row}");
+
         // A cluster whose name leaves no room for its children's names: the Warning is on the
         // MultigresCluster itself, and `kubectl describe mgc` shows it with its trace.
         let long = "a-cluster-name-that-is-long-enough-to-overflow";
@@ -451,6 +497,12 @@ async fn a_failing_component_shows_error_spans_and_a_log_line_with_the_trace_id(
         .await;
         let described = describe_with_kubectl(&env, &ns.name, "mgc", long);
         assert!(described.contains("NameTooLong") && described.contains(&event_trace), "kubectl describe mgc {long}:\n{described}");
+        wait_until("kubectl get mgc to show Degraded NameTooLong", TIMEOUT, || async {
+            let listed = kubectl(&env, &["get", "mgc", long, "-n", &ns.name]);
+            let row = listed.lines().nth(1).unwrap_or_default().split_whitespace().collect::<Vec<_>>();
+            if row.get(..4) == Some(&[long, "Degraded", "false", "NameTooLong"][..]) { Ok(()) } else { Err(listed) }
+        })
+        .await;
     })
     .await;
 }

@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use multigres_api::conditions::{ConditionUpdate, PROGRESSING, READY, set_condition};
+use multigres_api::conditions::{ConditionUpdate, DEGRADED, PROGRESSING, READY, set_condition};
 use multigres_api::crd::ComponentStatus;
 
 /// Pod counts of a StatefulSet or Deployment as its controller reports them.
@@ -128,9 +128,19 @@ pub fn component_status(
             },
         ),
     };
+    // Degraded names a failure retrying cannot fix, for the parents to report at the top.
+    let degraded = match attempt {
+        Attempt::Invalid(reason, message) | Attempt::Held(reason, message) => {
+            ConditionUpdate::new(DEGRADED, true, reason, message.clone())
+        }
+        Attempt::ApplyFailed(_) | Attempt::Applied => {
+            ConditionUpdate::new(DEGRADED, false, "AsExpected", "nothing blocks this object")
+        }
+    };
     status.ready = ready.status;
     set_condition(&mut status.conditions, ready, generation, now);
     set_condition(&mut status.conditions, progressing, generation, now);
+    set_condition(&mut status.conditions, degraded, generation, now);
     status
 }
 
@@ -260,6 +270,35 @@ mod tests {
         }
         let ready = condition(&s.conditions, READY).expect("Ready condition");
         assert_eq!(ready.message, "delete the claims");
+    }
+
+    #[test]
+    fn degraded_names_only_what_retrying_cannot_fix() {
+        let degraded = |attempt: &Attempt| {
+            let s = component_status(None, Some(3), attempt, None, "StatefulSet", &now());
+            let c = condition(&s.conditions, DEGRADED).expect("Degraded condition");
+            (c.status.clone(), c.reason.clone(), c.message.clone())
+        };
+        let expect = |status: &str, reason: &str, message: &str| {
+            (status.to_string(), reason.to_string(), message.to_string())
+        };
+        assert_eq!(
+            degraded(&Attempt::Invalid("InvalidImage", "bad image".into())),
+            expect("True", "InvalidImage", "bad image")
+        );
+        assert_eq!(
+            degraded(&Attempt::Held(
+                "VolumesFromAnotherObject",
+                "delete the claims".into()
+            )),
+            expect("True", "VolumesFromAnotherObject", "delete the claims")
+        );
+        let fine = expect("False", "AsExpected", "nothing blocks this object");
+        assert_eq!(
+            degraded(&Attempt::ApplyFailed("Service x: conflict".into())),
+            fine
+        );
+        assert_eq!(degraded(&Attempt::Applied), fine);
     }
 
     #[test]

@@ -345,7 +345,7 @@ fn invalid_image_is_refused_naming_the_field() {
 
 #[test]
 fn invalid_storage_size_is_refused() {
-    for size in ["0", "-1Gi", "10GB", "lots"] {
+    for size in ["0", "-1Gi", "10GB", "lots", "100m", "1000000Ei"] {
         let err = super::pooler(
             &pooler_with(PoolerTemplate {
                 storage: Some(StorageSpec {
@@ -365,7 +365,7 @@ fn invalid_storage_size_is_refused() {
         );
         assert_eq!(err.reason(), "InvalidStorageSize");
         assert!(err.to_string().starts_with(&format!(
-            "spec.storage.size \"{size}\" is not a positive quantity"
+            "spec.storage.size \"{size}\" is not a whole number of bytes from 1Mi to 1Pi"
         )));
     }
     let mut etcd = etcd_named("topo");

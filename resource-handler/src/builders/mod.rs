@@ -83,10 +83,10 @@ pub enum BuildError {
         reason: String,
     },
 
-    /// A storage size that is not a positive Kubernetes quantity.
+    /// A storage size that is not a whole number of bytes from 1Mi to 1Pi.
     #[error(
-        "spec.storage.size \"{size}\" is not a positive quantity: use a number with an optional \
-         suffix, such as 10Gi, 500Mi or 1T"
+        "spec.storage.size \"{size}\" is not a whole number of bytes from 1Mi to 1Pi: use a \
+         number with an optional suffix, such as 10Gi, 500Mi or 1T"
     )]
     InvalidStorageSize { size: String },
 

@@ -43,13 +43,15 @@ pub(super) fn network(network: &str) -> Result<(), BuildError> {
     }
 }
 
-/// Checks `size` is a positive Kubernetes quantity and returns it as one.
+/// Checks `size` is a whole number of bytes from 1Mi to 1Pi and returns it as a quantity. The
+/// CRD refuses anything else at apply; this guards objects that got past an older schema.
 pub(super) fn storage_size(size: &str) -> Result<Quantity, BuildError> {
-    match quantity::parse(size) {
-        Some(q) if q.is_positive() => Ok(Quantity(size.to_string())),
-        _ => Err(BuildError::InvalidStorageSize {
+    if quantity::is_storage_size(size) {
+        Ok(Quantity(size.to_string()))
+    } else {
+        Err(BuildError::InvalidStorageSize {
             size: size.to_string(),
-        }),
+        })
     }
 }
 
@@ -282,26 +284,59 @@ mod tests {
 
     const SHA: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
+    /// References both the builder and the schema accept.
+    const GOOD: &[&str] = &[
+        "etcd",
+        "etcd:v3.6.14",
+        "library/postgres:17",
+        "gcr.io/etcd-development/etcd:v3.6.14",
+        "ghcr.io/multigres/multigres:main",
+        "ghcr.io/multigres/pgctld:sha-1a2b3c",
+        "registry.example.com:5000/team/app:v1.2",
+        "localhost/app",
+        "localhost:5000/app:latest",
+        "Registry.Example.com/team/app:v1",
+        "10.0.0.1:5000/a/b/c",
+        "a/b__c/d-e/f.g/h---i",
+        "app:V1_RC.2-beta",
+        "app:_x",
+        "my-registry/app",
+    ];
+
+    /// References the builder refuses, with words of its reason.
+    const BAD: &[(&str, &str)] = &[
+        ("", "empty"),
+        ("Registry.io/Team/App:v1", "\"Team\" has uppercase"),
+        ("registry.example.com/Team/App:v1", "\"Team\" has uppercase"),
+        ("App", "\"App\" has uppercase"),
+        ("app:", "the tag \"\""),
+        ("app:-v1", "the tag \"-v1\""),
+        ("app:v1:v2", "\"app:v1\" must be"),
+        ("app:v/1", "not a valid host"),
+        ("a//b", "empty component"),
+        ("a/b/", "empty component"),
+        ("/app", "empty component"),
+        ("-app", "\"-app\" must be"),
+        ("app-", "\"app-\" must be"),
+        ("a..b", "\"a..b\" must be"),
+        ("a___b", "\"a___b\" must be"),
+        ("app@sha256:abc", "digest"),
+        ("app@md5:0123", "digest"),
+        (":v1", "repository name is empty"),
+        (
+            "registry.example.com/",
+            "path after the registry host is empty",
+        ),
+        ("registry.example.com:port/app", "not a valid host"),
+        ("-bad.example.com/app", "not a valid host"),
+        ("[::1/app", "not a valid host"),
+        ("[zz]:5000/app", "not a valid host"),
+        ("app name", "\"app name\" must be"),
+    ];
+
     #[test]
     fn image_references() {
-        let good = [
-            "etcd",
-            "etcd:v3.6.14",
-            "library/postgres:17",
-            "gcr.io/etcd-development/etcd:v3.6.14",
-            "ghcr.io/multigres/multigres:main",
-            "ghcr.io/multigres/pgctld:sha-1a2b3c",
-            "registry.example.com:5000/team/app:v1.2",
-            "localhost/app",
-            "localhost:5000/app:latest",
-            "Registry.Example.com/team/app:v1",
-            "[::1]:5000/app:dev",
-            "10.0.0.1:5000/a/b/c",
-            "a/b__c/d-e/f.g/h---i",
-            "app:V1_RC.2-beta",
-            "app:_x",
-            "my-registry/app",
-        ];
+        let good = GOOD.iter().copied().chain(["[::1]:5000/app:dev"]);
         for reference in good {
             assert_eq!(check_image_reference(reference), Ok(()), "{reference}");
         }
@@ -315,36 +350,7 @@ mod tests {
             Ok(())
         );
 
-        let bad = [
-            ("", "empty"),
-            ("Registry.io/Team/App:v1", "\"Team\" has uppercase"),
-            ("registry.example.com/Team/App:v1", "\"Team\" has uppercase"),
-            ("App", "\"App\" has uppercase"),
-            ("app:", "the tag \"\""),
-            ("app:-v1", "the tag \"-v1\""),
-            ("app:v1:v2", "\"app:v1\" must be"),
-            ("app:v/1", "not a valid host"),
-            ("a//b", "empty component"),
-            ("a/b/", "empty component"),
-            ("/app", "empty component"),
-            ("-app", "\"-app\" must be"),
-            ("app-", "\"app-\" must be"),
-            ("a..b", "\"a..b\" must be"),
-            ("a___b", "\"a___b\" must be"),
-            ("app@sha256:abc", "digest"),
-            ("app@md5:0123", "digest"),
-            (":v1", "repository name is empty"),
-            (
-                "registry.example.com/",
-                "path after the registry host is empty",
-            ),
-            ("registry.example.com:port/app", "not a valid host"),
-            ("-bad.example.com/app", "not a valid host"),
-            ("[::1/app", "not a valid host"),
-            ("[zz]:5000/app", "not a valid host"),
-            ("app name", "\"app name\" must be"),
-        ];
-        for (reference, why) in bad {
+        for &(reference, why) in BAD {
             let err = check_image_reference(reference).expect_err(reference);
             assert!(err.contains(why), "{reference}: {err}");
         }
@@ -355,6 +361,27 @@ mod tests {
         assert!(err.contains("more than 255"), "{err}");
         let upper_digest = format!("app@{}", SHA.to_uppercase().replace("SHA256", "sha256"));
         assert!(check_image_reference(&upper_digest).is_err());
+    }
+
+    #[test]
+    fn the_schema_refuses_what_the_builder_refuses() {
+        // The CRD's CEL rules (characters, then the grammar of `image_reference_pattern`) must
+        // refuse at apply time what the builder would refuse later. Two known differences: the
+        // schema refuses bracketed IPv6 registries (no `[` in its characters), and only the
+        // builder bounds the name at 255 characters.
+        let characters = regex::Regex::new("^[A-Za-z0-9][A-Za-z0-9._/:@-]*$").expect("characters");
+        let grammar = regex::Regex::new(&multigres_api::crd::image_reference_pattern())
+            .expect("the pattern compiles");
+        let schema_accepts = |r: &str| characters.is_match(r) && grammar.is_match(r);
+        for reference in GOOD {
+            assert!(schema_accepts(reference), "schema refuses {reference}");
+        }
+        for &(reference, _) in BAD {
+            assert!(!schema_accepts(reference), "schema accepts {reference}");
+        }
+        assert!(!schema_accepts("[::1]:5000/app:dev"));
+        assert!(!schema_accepts(&format!("app:{}", "t".repeat(129))));
+        assert!(schema_accepts(&format!("{}/app", "a".repeat(255))));
     }
 
     #[test]
@@ -372,8 +399,8 @@ mod tests {
     #[test]
     fn storage_sizes() {
         let good = [
-            "10Gi", "1", "1.5Gi", "500Mi", "1Ki", "2Ti", "1Pi", "1Ei", "1k", "1M", "1G", "1T",
-            "1P", "1E", "1e9", "1E3", "2e+3", "+5Gi", "0.5", "100m", "1.0Gi",
+            "10Gi", "1.5Gi", "500Mi", "1Mi", "2Ti", "1Pi", "1G", "1T", "1P", "1e9", "2e+6", "+5Gi",
+            "1.0Gi",
         ];
         for size in good {
             assert_eq!(storage_size(size), Ok(Quantity(size.to_string())), "{size}");
@@ -399,6 +426,14 @@ mod tests {
             " 1Gi",
             "1Gi ",
             "0e5",
+            "1",
+            "1Ki",
+            "1M",
+            "0.5",
+            "100m",
+            "1Ei",
+            "1E",
+            "1000000Ei",
         ];
         for size in bad {
             assert_eq!(

@@ -13,6 +13,17 @@ impl Quantity {
         self.mantissa > 0
     }
 
+    /// The amount when it is a whole number (`1500m` is not), `None` otherwise or on overflow.
+    pub fn bytes(self) -> Option<i128> {
+        // Normalised: a fraction leaves a negative exponent, since the mantissa has no
+        // trailing zeros.
+        if self.exponent < 0 {
+            return None;
+        }
+        self.mantissa
+            .checked_mul(10_i128.checked_pow(self.exponent.unsigned_abs())?)
+    }
+
     /// The whole part of the amount (`3k` → 3000, `1500m` → 1), for counts such as a node's
     /// `pods` allocatable, which the API server may write in either form. `None` if it overflows.
     pub fn whole(self) -> Option<i128> {
@@ -22,6 +33,21 @@ impl Quantity {
         } else {
             Some(self.mantissa / power)
         }
+    }
+}
+
+/// Smallest storage size a volume may ask for: less cannot hold a PostgreSQL data directory.
+pub const MIN_STORAGE: &str = "1Mi";
+/// Largest storage size a volume may ask for: more is beyond any real disk.
+pub const MAX_STORAGE: &str = "1Pi";
+
+/// Whether `size` is a storage size a claim may ask for: a whole number of bytes from
+/// [`MIN_STORAGE`] to [`MAX_STORAGE`]. The CRD's CEL rule on storage sizes says the same.
+pub fn is_storage_size(size: &str) -> bool {
+    let bytes = |q: &str| parse(q).and_then(Quantity::bytes);
+    match (bytes(size), bytes(MIN_STORAGE), bytes(MAX_STORAGE)) {
+        (Some(size), Some(min), Some(max)) => (min..=max).contains(&size),
+        _ => false,
     }
 }
 
@@ -133,6 +159,19 @@ mod tests {
         assert_eq!(whole("2Ki"), Some(2048));
         assert_eq!(whole("1e-3"), Some(0));
         assert_eq!(whole("1E"), Some(10_i128.pow(18)));
+    }
+
+    #[test]
+    fn storage_sizes_are_whole_bytes_from_1mi_to_1pi() {
+        for size in ["1Mi", "1048576", "10Gi", "1.5Gi", "1Pi", "2e6", "1G"] {
+            assert!(is_storage_size(size), "{size}");
+        }
+        let too_small = ["1Ki", "1048575", "0", "-10Gi", "1M"];
+        let fractions = ["100m", "1.5", "1048576.5"];
+        let too_large = ["1025Ti", "1E", "1Ei", "1000000Ei"];
+        for size in too_small.into_iter().chain(fractions).chain(too_large) {
+            assert!(!is_storage_size(size), "{size}");
+        }
     }
 
     #[test]

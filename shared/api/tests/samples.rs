@@ -216,7 +216,10 @@ fn expectations_quote_our_cel_messages_word_for_word() {
             "bad-allowed-network.yaml",
             "bad-image.yaml",
             "bad-storage-size.yaml",
-            "etcd-even-replicas.yaml"
+            "etcd-even-replicas.yaml",
+            "huge-storage-size.yaml",
+            "tiny-storage-size.yaml",
+            "uppercase-image-path.yaml"
         ],
         "samples refused by CEL rules"
     );

@@ -23,9 +23,19 @@ use super::common::{
     derive = "Default",
     category = "multigres",
     doc = "One cell of a Multigres cluster: a gateway, an orchestrator and a pooler.",
+    printcolumn(
+        name = "Cluster",
+        type_ = "string",
+        json_path = ".metadata.ownerReferences[0].name"
+    ),
     printcolumn(name = "Cell", type_ = "string", json_path = ".spec.name"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Ready", type_ = "boolean", json_path = ".status.ready"),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
     printcolumn(
         name = "Trace",
         type_ = "string",

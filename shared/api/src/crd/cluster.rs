@@ -28,6 +28,11 @@ use super::components::EtcdSpec;
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Ready", type_ = "boolean", json_path = ".status.ready"),
     printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
         name = "Primary",
         type_ = "string",
         json_path = ".status.shard.primary"
@@ -48,9 +53,39 @@ use super::components::EtcdSpec;
         json_path = ".status.cells.readyReplicas"
     ),
     printcolumn(
+        name = "Etcd-Ready",
+        type_ = "integer",
+        json_path = ".status.etcd.readyReplicas",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Gateways-Ready",
+        type_ = "integer",
+        json_path = ".status.gateway.readyReplicas",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Orchs-Ready",
+        type_ = "integer",
+        json_path = ".status.orch.readyReplicas",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Poolers-Ready",
+        type_ = "integer",
+        json_path = ".status.pooler.readyReplicas",
+        priority = "1"
+    ),
+    printcolumn(
         name = "Trace",
         type_ = "string",
         json_path = ".status.lastTraceId",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message",
         priority = "1"
     ),
     printcolumn(
@@ -114,7 +149,8 @@ pub struct MultigresClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adopt_volumes: Option<bool>,
 
-    /// The cells of the cluster; one cell named `default` when empty. Names are unique.
+    /// The cells of the cluster, at most 16; one cell named `default` when empty. Names are
+    /// unique.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]

@@ -18,13 +18,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ComponentSpec {
-    /// Container image, e.g. `ghcr.io/multigres/multigres:v0.1.0`. Defaults per component.
+    /// Container image, e.g. `ghcr.io/multigres/multigres:v0.1.0`, with a lowercase repository
+    /// path. Defaults per component.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 512))]
-    #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": "self.matches('^[A-Za-z0-9][A-Za-z0-9._/:@-]*$')",
-        "message": "image must be an image reference such as registry.example.com/team/app:v1.2 (letters, digits and . _ / : @ - only, no spaces)"
-    }]))]
+    #[schemars(schema_with = "super::schema::image")]
     pub image: Option<String>,
 
     /// When the kubelet pulls the image.
@@ -164,13 +161,10 @@ impl ImagePullPolicy {
     "message": "storage cannot be changed after creation (volume claim templates are immutable)"
 }]))]
 pub struct StorageSpec {
-    /// Size of each pod's volume, as a Kubernetes quantity (e.g. `10Gi`).
+    /// Size of each pod's volume, as a Kubernetes quantity of whole bytes from 1Mi to 1Pi
+    /// (e.g. `10Gi`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 32))]
-    #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))",
-        "message": "storage size must be a positive quantity such as 10Gi"
-    }]))]
+    #[schemars(schema_with = "super::schema::storage_size")]
     pub size: Option<String>,
 
     /// Storage class of the volumes; the cluster default when unset.
@@ -402,11 +396,7 @@ pub struct PoolerTemplate {
 
     /// Image of the postgres sidecar (pgctld), e.g. `ghcr.io/multigres/pgctld:v0.1.0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 512))]
-    #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": "self.matches('^[A-Za-z0-9][A-Za-z0-9._/:@-]*$')",
-        "message": "postgresImage must be an image reference such as registry.example.com/team/app:v1.2 (letters, digits and . _ / : @ - only, no spaces)"
-    }]))]
+    #[schemars(schema_with = "super::schema::postgres_image")]
     pub postgres_image: Option<String>,
 
     /// The postgres data volume of each pooler pod.
@@ -486,7 +476,8 @@ pub enum Phase {
     Progressing,
     /// Every child is ready.
     Healthy,
-    /// Something that was ready is not any more.
+    /// Something that was ready is not any more, or a failure retrying cannot fix (a bad spec,
+    /// missing credentials, a child's such failure) blocks it; the Degraded condition says which.
     Degraded,
 }
 

@@ -29,6 +29,7 @@ pub use components::{
     ETCD_REPLICAS_UNCHANGED, Etcd, EtcdSpec, MultiGateway, MultiGatewaySpec, MultiOrch,
     MultiOrchSpec, MultiPooler, MultiPoolerSpec,
 };
+pub use schema::image_reference_pattern;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -9,6 +9,8 @@
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::Value;
 
+use crate::quantity::{MAX_STORAGE, MIN_STORAGE};
+
 /// The schema of `T` without nested `description`s.
 pub(crate) fn undocumented<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
     let mut value = generator.subschema_for::<T>().to_value();
@@ -35,6 +37,67 @@ pub(crate) fn cidr_list(_: &mut SchemaGenerator) -> Schema {
                 "message": "must be a network in CIDR notation, such as 10.0.0.0/8 or fd00::/8"
             }]
         }
+    })
+}
+
+/// One `/`-separated component of an image's repository path: lowercase, as registries require.
+const PATH_COMPONENT: &str = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
+/// A registry host (DNS labels of any case) with an optional port, before the first `/`.
+const REGISTRY: &str = "[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:[.][a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?";
+
+/// The image reference grammar the resource-handler's builder enforces (apart from its
+/// 255-character bound on the name), as an RE2 pattern without backslashes, which CEL string
+/// literals would treat as escapes: `[registry[:port]/]path[:tag][@sha256:digest]`.
+pub fn image_reference_pattern() -> String {
+    format!(
+        "^(?:{REGISTRY}/)?{PATH_COMPONENT}(?:/{PATH_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(?:@sha256:[a-f0-9]{{64}})?$"
+    )
+}
+
+/// The schema of an image field named `field`: the characters first (the clearer message for
+/// spaces and the like), then the grammar, so a value breaks at most one rule.
+fn image_field(field: &str) -> Schema {
+    let characters = "self.matches('^[A-Za-z0-9][A-Za-z0-9._/:@-]*$')";
+    schemars::json_schema!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 512,
+        "x-kubernetes-validations": [
+            {
+                "rule": characters,
+                "message": format!("{field} must be an image reference such as registry.example.com/team/app:v1.2 (letters, digits and . _ / : @ - only, no spaces)")
+            },
+            {
+                "rule": format!("!{characters} || self.matches('{}')", image_reference_pattern()),
+                "message": format!("{field} must be [registry[:port]/]path[:tag][@sha256:digest] with a lowercase path, such as registry.example.com/team/app:v1.2")
+            }
+        ]
+    })
+}
+
+/// `image` of a component.
+pub(crate) fn image(_: &mut SchemaGenerator) -> Schema {
+    image_field("image")
+}
+
+/// `postgresImage` of a pooler.
+pub(crate) fn postgres_image(_: &mut SchemaGenerator) -> Schema {
+    image_field("postgresImage")
+}
+
+/// The schema of a storage size: a quantity of whole bytes from 1Mi to 1Pi (see
+/// [`crate::quantity::is_storage_size`]). Smaller volumes
+/// cannot hold a PostgreSQL data directory, fractions of a byte mean a typo (`100m`), and
+/// sizes beyond any real disk (`1000000Ei`) would only surface as a claim that never binds.
+pub(crate) fn storage_size(_: &mut SchemaGenerator) -> Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 32,
+        "x-kubernetes-validations": [{
+            "rule": format!("isQuantity(self) && quantity(self).isInteger() && quantity(self).compareTo(quantity('{MIN_STORAGE}')) >= 0 && quantity(self).compareTo(quantity('{MAX_STORAGE}')) <= 0"),
+            "message": format!("storage size must be a whole number of bytes from {MIN_STORAGE} to {MAX_STORAGE}, such as 10Gi")
+        }]
     })
 }
 
