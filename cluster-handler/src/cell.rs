@@ -221,8 +221,11 @@ async fn observe(ctx: &Context, obj: &Cell) -> Result<Outcome<CellStatus, Error>
             standbys: s.standbys,
             streaming: s.streaming,
         }),
-        // Already on the span; the status keeps what it last knew.
-        Err(_) => previous.and_then(|s| s.shard.clone()),
+        // The reconcile goes on: the status keeps what it last knew.
+        Err(e) => {
+            tracing::warn!(object = %object, error = %e, "shard not read from the topology; keeping the last known");
+            previous.and_then(|s| s.shard.clone())
+        }
     };
     let status = CellStatus {
         core,

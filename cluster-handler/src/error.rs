@@ -84,6 +84,13 @@ impl multigres_runtime::reconcile::Failure for Error {
             Self::Status(_) => "status",
         }
     }
+
+    fn user_must_act(&self) -> bool {
+        matches!(
+            self,
+            Self::Spec { .. } | Self::Credentials { .. } | Self::Backup { .. }
+        )
+    }
 }
 
 impl Error {

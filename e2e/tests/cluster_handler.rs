@@ -142,8 +142,9 @@ async fn multi_cell_cluster_scales_loses_a_cell_and_stays_quiet_when_steady() {
         let gateway = |cell: &str| cell_objects("multi", cell).1[0].clone();
 
         // Steady: several resyncs of both handlers and not one write.
+        let before = cluster_handler.metrics().await;
         let writes = (
-            cluster_handler.api_writes().await,
+            e2e::process::api_writes(&before),
             resource_handler.api_writes().await,
         );
         let reconciles = (
@@ -169,9 +170,10 @@ async fn multi_cell_cluster_scales_loses_a_cell_and_stays_quiet_when_steady() {
         assert_eq!(
             after,
             writes,
-            "writes while steady (cluster-handler, resource-handler):\n{}\n{}",
+            "writes while steady (cluster-handler, resource-handler):\n{}\n{}\ncluster-handler before:\n{before}\n{}",
             cluster_handler.metrics().await,
-            resource_handler.metrics().await
+            resource_handler.metrics().await,
+            cluster_handler.log_tail(30)
         );
 
         // Scaling the cluster-wide gateway template reaches every cell that does not override it.

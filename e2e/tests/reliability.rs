@@ -431,8 +431,64 @@ async fn a_forged_or_garbage_trace_context_neither_breaks_nor_steers_the_handler
         assert_eq!(joined.parent_span_id, forged_span);
         assert_eq!(joined.attributes.get("multigres.trace.parent").map(String::as_str), Some("joined"));
         wait_etcd_ready(&etcds, "garbage").await;
+
+        // A user's own value (no stamp) arriving with a spec change joins that change, once.
+        let change = |traceparent: String, label: &str| {
+            Patch::Merge(json!({
+                "metadata": {"annotations": {TRACEPARENT_ANNOTATION: traceparent, TRACEPARENT_TS_ANNOTATION: null}},
+                "spec": {"podLabels": {"example.com/forged": label}},
+            }))
+        };
+        let (user_trace, user_span) = e2e::tempo::new_ids();
+        etcds.patch("garbage", &PatchParams::default(), &change(format!("00-{user_trace}-{user_span}-01"), "user")).await.expect("patched");
+        let recorded = wait_trace_recorded(&etcds, "garbage").await;
+        assert_eq!(recorded.as_deref(), Some(user_trace.as_str()), "the user's trace is the generation's");
+        // The next change with the value left in place: a trace of its own, linked to it.
+        etcds.patch("garbage", &PatchParams::default(), &change(format!("00-{user_trace}-{user_span}-01"), "later")).await.expect("patched");
+        let later = wait_trace_recorded(&etcds, "garbage").await.expect("a sampled generation records its trace");
+        assert_ne!(later, user_trace, "a value used once never joins again");
+        let (root, spans) = wait_until("the later change's reconcile in Tempo", TIMEOUT, || async {
+            let spans = tempo.trace(&later).await?.unwrap_or_default();
+            let root = spans.iter().filter(|s| s.name == "reconcile Etcd").min_by_key(|s| s.start_ns).cloned();
+            root.map(|r| (r, spans)).ok_or("no reconcile Etcd yet".to_string())
+        })
+        .await;
+        assert!(root.is_root() && root.links.iter().any(|(_, span)| *span == user_span), "linked to the used value:\n{}", describe(&spans));
+        // Flags 00: the change is not exported, and the status names no trace rather than one
+        // that does not exist.
+        let (unsampled_trace, unsampled_span) = e2e::tempo::new_ids();
+        etcds.patch("garbage", &PatchParams::default(), &change(format!("00-{unsampled_trace}-{unsampled_span}-00"), "unsampled")).await.expect("patched");
+        assert_eq!(wait_trace_recorded(&etcds, "garbage").await, None);
+        // A sampled change after it reaches Tempo; by then the unsampled one would have too.
+        let (after_trace, after_span) = e2e::tempo::new_ids();
+        etcds.patch("garbage", &PatchParams::default(), &change(format!("00-{after_trace}-{after_span}-01"), "after")).await.expect("patched");
+        assert_eq!(wait_trace_recorded(&etcds, "garbage").await.as_deref(), Some(after_trace.as_str()));
+        wait_until("the sampled change's reconcile in Tempo", TIMEOUT, || async {
+            let spans = tempo.trace(&after_trace).await?.unwrap_or_default();
+            spans.iter().any(|s| s.name == "reconcile Etcd").then_some(()).ok_or("no reconcile Etcd yet".to_string())
+        })
+        .await;
+        let unsampled = tempo.trace(&unsampled_trace).await.expect("tempo answers").unwrap_or_default();
+        assert!(unsampled.is_empty(), "an unsampled change was exported:\n{}", describe(&unsampled));
     })
     .await;
+}
+
+/// `status.lastTraceId` of Etcd `name` once its status describes its current generation.
+async fn wait_trace_recorded(etcds: &Api<Etcd>, name: &str) -> Option<String> {
+    wait_until("the status of the current generation", TIMEOUT, || async {
+        let etcd = etcds.get(name).await.map_err(|e| e.to_string())?;
+        let status = etcd.status.clone().unwrap_or_default();
+        if status.observed_generation == etcd.metadata.generation {
+            Ok(status.last_trace_id)
+        } else {
+            Err(format!(
+                "observed {:?} of {:?}",
+                status.observed_generation, etcd.metadata.generation
+            ))
+        }
+    })
+    .await
 }
 
 #[tokio::test]

@@ -71,4 +71,8 @@ impl multigres_runtime::reconcile::Failure for Error {
             Self::NotStored { .. } => "internal",
         }
     }
+
+    fn user_must_act(&self) -> bool {
+        matches!(self, Self::Build { .. } | Self::ForeignVolumes { .. })
+    }
 }

@@ -14,8 +14,11 @@ pub trait ObjectStatus: Serialize + PartialEq + Send + Sync {
     fn observed_generation(&self) -> Option<i64>;
     /// Whether the object reached what its spec asks (Healthy for the aggregating kinds).
     fn ready(&self) -> bool;
-    /// Records the trace of the first reconcile of a generation (`status.lastTraceId`).
-    fn record_trace(&mut self, trace_id: String);
+    /// Records the trace of the first reconcile of a generation (`status.lastTraceId`), or
+    /// clears it when that reconcile's trace is not exported.
+    fn record_trace(&mut self, trace_id: Option<String>);
+    /// The trace `status.lastTraceId` names.
+    fn last_trace_id(&self) -> Option<&str>;
 }
 
 /// A multigres kind and its status.
@@ -32,8 +35,11 @@ impl ObjectStatus for ComponentStatus {
     fn ready(&self) -> bool {
         self.ready
     }
-    fn record_trace(&mut self, trace_id: String) {
-        self.last_trace_id = Some(trace_id);
+    fn record_trace(&mut self, trace_id: Option<String>) {
+        self.last_trace_id = trace_id;
+    }
+    fn last_trace_id(&self) -> Option<&str> {
+        self.last_trace_id.as_deref()
     }
 }
 
@@ -47,8 +53,11 @@ macro_rules! aggregate_status {
             fn ready(&self) -> bool {
                 self.phase == Some(Phase::Healthy)
             }
-            fn record_trace(&mut self, trace_id: String) {
-                self.core.last_trace_id = Some(trace_id);
+            fn record_trace(&mut self, trace_id: Option<String>) {
+                self.core.last_trace_id = trace_id;
+            }
+            fn last_trace_id(&self) -> Option<&str> {
+                self.core.last_trace_id.as_deref()
             }
         }
     )*};

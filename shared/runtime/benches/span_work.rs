@@ -71,7 +71,13 @@ fn etcd() -> Etcd {
 async fn reconcile_once(client: &kube::Client, obj: &Etcd, generation: i64) -> usize {
     let mut obj = obj.clone();
     obj.metadata.generation = Some(generation);
-    let root = reconcile_span(&Default::default(), &obj, "etcd", Some(generation - 1));
+    let root = reconcile_span(
+        &Default::default(),
+        &obj,
+        "etcd",
+        Some(generation - 1),
+        None,
+    );
     async {
         let apply = tracing::info_span!(
             target: "multigres::apply",

@@ -343,7 +343,8 @@ mod tests {
                 "uid-{}",
                 child.metadata.name.clone().unwrap_or_default()
             ));
-            let joined = reconcile_span(&Default::default(), &child, "multigateway", None).span;
+            let joined =
+                reconcile_span(&Default::default(), &child, "multigateway", None, None).span;
             let cx = joined.context();
             assert_eq!(
                 cx.span().span_context().trace_id(),

@@ -30,15 +30,32 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Logs a fatal error with its whole cause chain on one line and turns it into exit code 1.
+/// Logs a fatal error with its cause chain on one line and turns it into exit code 1.
 pub fn exit_code(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = %format!("{err:#}"), "fatal");
+            tracing::error!(error = %causes(&err), "fatal");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `err` and its causes joined by `: `, each said once: many errors (kube's config errors
+/// among them) already repeat their source in their own message.
+fn causes(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// What every handler has once started: its client, metrics, readiness flag and telemetry.
@@ -192,5 +209,25 @@ pub async fn run_until_stopped<T>(
             tracing::warn!(grace_secs = grace.as_secs(), "controllers did not stop in time; abandoning the reconciles in flight");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_repeated_in_its_parent_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file (os error 2)");
+        let err = anyhow::Error::new(io)
+            .context("failed to read kubeconfig '/x': No such file (os error 2)")
+            .context("no Kubernetes configuration found");
+        assert_eq!(
+            causes(&err),
+            "no Kubernetes configuration found: failed to read kubeconfig '/x': No such file \
+             (os error 2)"
+        );
+        let plain = anyhow::anyhow!("a").context("b");
+        assert_eq!(causes(&plain), "b: a");
     }
 }

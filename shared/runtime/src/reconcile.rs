@@ -8,9 +8,10 @@
 //! 3. stop at an object being deleted (its children are left to garbage collection);
 //! 4. the controller's own work, then the status write when the status changed, with a log
 //!    line;
-//! 5. on failure a Warning Event from inside the span (its note names the trace), then one
-//!    warning log line, an error metric and a retry after the object's backoff delay (never a
-//!    hot loop); on success the backoff is forgotten and the next look is after the resync.
+//! 5. on failure, from inside the span: one log line (carrying the trace id), an error metric,
+//!    the object's next backoff delay and a Warning Event (its note names the trace); then a
+//!    retry after that delay (never a hot loop). On success the backoff is forgotten and the
+//!    next look is after the resync.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -40,6 +41,9 @@ pub trait Failure: std::error::Error + Send + Sync + 'static {
     fn reason(&self) -> &'static str;
     /// Low-cardinality label of the error metric and log line, e.g. `invalid_spec`.
     fn category(&self) -> &'static str;
+    /// Whether the user must change something (the spec, a Secret, volumes in the way) before
+    /// a retry can succeed: the log line is then a warning, not an error.
+    fn user_must_act(&self) -> bool;
 }
 
 /// What one reconcile found: the status to write and how the reconcile went.
@@ -139,27 +143,53 @@ where
 {
     let kind = K::kind(&());
     let controller = kind.to_lowercase();
-    let observed = obj
-        .current_status()
-        .and_then(ObjectStatus::observed_generation);
+    let status = obj.current_status();
+    let observed = status.and_then(ObjectStatus::observed_generation);
+    let recorded = status.and_then(ObjectStatus::last_trace_id);
     let run = ctx.bookkeeping();
-    let root = spans::reconcile_span(&run.generations, obj.as_ref(), &controller, observed);
+    let root = spans::reconcile_span(
+        &run.generations,
+        obj.as_ref(),
+        &controller,
+        observed,
+        recorded,
+    );
     spans::run_in(root.span, async {
         let result = reconcile_in_span(obj.as_ref(), ctx.as_ref(), root.last_trace_id).await;
         if let Err(err) = &result {
-            run.events
-                .failed(obj.as_ref(), err.reason(), &err.to_string())
-                .await;
+            report_failure(obj.as_ref(), run, err).await;
         }
         result
     })
     .await
 }
 
+/// The one log line of a failed reconcile (inside its root span, so it carries the trace id),
+/// its error metric, its next backoff delay and its Warning Event. A failure the user must fix
+/// (a spec, credentials) is a warning; the others are errors.
+async fn report_failure<K, E>(obj: &K, run: &Bookkeeping, err: &E)
+where
+    K: Resource<DynamicType = ()>,
+    E: Failure,
+{
+    let kind = K::kind(&());
+    let object = object_ref(obj);
+    let category = err.category();
+    let delay = run.backoffs.next(&format!("{kind}/{object}"));
+    run.metrics.count_error(&kind, category);
+    let retry_in_secs = delay.as_secs();
+    if err.user_must_act() {
+        tracing::warn!(object, kind = %kind, error = %err, category, retry_in_secs, "reconcile failed");
+    } else {
+        tracing::error!(object, kind = %kind, error = %err, category, retry_in_secs, "reconcile failed");
+    }
+    run.events.failed(obj, err.reason(), &err.to_string()).await;
+}
+
 async fn reconcile_in_span<K, R>(
     obj: &K,
     ctx: &R,
-    last_trace_id: Option<String>,
+    last_trace_id: spans::TraceRecord,
 ) -> Result<Action, R::Error>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
@@ -190,8 +220,10 @@ where
         result,
         recheck,
     } = ctx.reconcile(obj).await?;
-    if let Some(trace_id) = last_trace_id {
-        status.record_trace(trace_id);
+    match last_trace_id {
+        spans::TraceRecord::Set(trace_id) => status.record_trace(Some(trace_id)),
+        spans::TraceRecord::Clear => status.record_trace(None),
+        spans::TraceRecord::Keep => {}
     }
     let ready = status.ready();
     spans::mark_ready(&run.generations, obj, ready);
@@ -217,19 +249,14 @@ where
     Ok(Action::requeue(recheck.unwrap_or(run.resync)))
 }
 
-/// The error policy of a kube-runtime `Controller` of kind `K`: one warning with the object
-/// and error, a metric, and a retry after the object's backoff delay.
-pub fn error_policy<K, R>(obj: Arc<K>, err: &R::Error, ctx: Arc<R>) -> Action
+/// The error policy of a kube-runtime `Controller` of kind `K`: a retry after the delay the
+/// failed reconcile drew from the object's backoff (it already logged and counted the failure).
+pub fn error_policy<K, R>(obj: Arc<K>, _err: &R::Error, ctx: Arc<R>) -> Action
 where
     K: Resource<DynamicType = ()> + WithStatus,
     R: Reconciler<K>,
 {
-    let run = ctx.bookkeeping();
     let kind = K::kind(&());
     let object = object_ref(obj.as_ref());
-    let category = err.category();
-    let delay = run.backoffs.next(&format!("{kind}/{object}"));
-    run.metrics.count_error(&kind, category);
-    tracing::warn!(object, kind = %kind, error = %err, category, retry_in_secs = delay.as_secs(), "reconcile failed");
-    Action::requeue(delay)
+    Action::requeue(ctx.bookkeeping().backoffs.last(&format!("{kind}/{object}")))
 }

@@ -33,9 +33,20 @@ impl Backoffs {
     pub fn next(&self, key: &str) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let n = failures.entry(key.to_string()).or_insert(0);
-        let delay = self.base.saturating_mul(1u32 << (*n).min(16)).min(self.max);
+        let delay = self.delay(*n);
         *n = n.saturating_add(1);
         delay
+    }
+
+    /// The delay after the `n`th failure in a row (counting from 0).
+    fn delay(&self, n: u32) -> Duration {
+        self.base.saturating_mul(1u32 << n.min(16)).min(self.max)
+    }
+
+    /// The delay the last [`Backoffs::next`] of `key` returned (the base delay if none).
+    pub fn last(&self, key: &str) -> Duration {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        self.delay(failures.get(key).map_or(0, |n| n.saturating_sub(1)))
     }
 
     /// Forgets the failures of `key` after a successful reconcile.
@@ -56,7 +67,10 @@ mod tests {
         let b = Backoffs::default();
         let delays: Vec<u64> = (0..9).map(|_| b.next("ns/a").as_secs()).collect();
         assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(b.last("ns/a").as_secs(), 300, "the delay next gave last");
         assert_eq!(b.next("ns/b").as_secs(), 5, "keys are independent");
+        assert_eq!(b.last("ns/b").as_secs(), 5);
+        assert_eq!(b.last("ns/never-failed").as_secs(), 5);
         b.reset("ns/a");
         assert_eq!(b.next("ns/a").as_secs(), 5);
     }

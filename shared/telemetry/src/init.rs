@@ -280,7 +280,7 @@ where
                 json: true,
             })
             .with_writer(writer)
-            .with_filter(log_filter.and(filter_fn(not_sdk_export_errors)))
+            .with_filter(log_filter.and(filter_fn(logged)))
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .event_format(Correlated {
@@ -289,7 +289,7 @@ where
             })
             .with_ansi(ansi)
             .with_writer(writer)
-            .with_filter(log_filter.and(filter_fn(not_sdk_export_errors)))
+            .with_filter(log_filter.and(filter_fn(logged)))
             .boxed(),
     };
     let otel = otel_layer(provider.tracer(env!("CARGO_PKG_NAME")))
@@ -317,10 +317,14 @@ where
         .with_tracked_inactivity(false)
 }
 
-/// The SDK logs an error for every batch it fails to export (one line every second or so while a
-/// collector is down); the counting exporter reports the same failures rate-limited instead.
-fn not_sdk_export_errors(meta: &Metadata<'_>) -> bool {
-    !(meta.target().starts_with("opentelemetry") && meta.name().ends_with("ExportError"))
+/// What the log shows. Out: the events that mark a span failed (one line per failed reconcile
+/// comes from the controller skeleton), and the SDK's error for every batch it fails to export
+/// (one line every second or so while a collector is down; the counting exporter reports the
+/// same failures rate-limited instead).
+fn logged(meta: &Metadata<'_>) -> bool {
+    let sdk_export_error =
+        meta.target().starts_with("opentelemetry") && meta.name().ends_with("ExportError");
+    !sdk_export_error && meta.target() != crate::spans::SPAN_ERROR_TARGET
 }
 
 /// What the OpenTelemetry layer sees. Out: kube-runtime's `reconciling object` span (it would

@@ -188,14 +188,47 @@ pub fn annotations_for(cx: &SpanContext, now_unix_secs: u64) -> BTreeMap<String,
     out
 }
 
-/// The receiving rule: join a fresh annotation when acting on a new generation, link to it
-/// otherwise (resync, drift repair, stale or unreadable timestamp), root when absent.
-pub fn decide(
-    annotations: &BTreeMap<String, String>,
-    acting_on_new_generation: bool,
-    now_unix_secs: u64,
-    max_age: Duration,
-) -> Parent {
+/// What the receiving rule weighs besides the annotations.
+#[derive(Clone, Copy, Debug)]
+pub struct Rule<'a> {
+    /// This reconcile is the first of a new generation of the object.
+    pub acting_on_new_generation: bool,
+    pub now_unix_secs: u64,
+    /// How old a stamped annotation may be and still be joined.
+    pub max_age: Duration,
+    /// Traces the object's earlier generations joined (its `status.lastTraceId`, and what
+    /// this process remembers): an annotation naming one of them was used already.
+    pub used_trace_ids: &'a [String],
+}
+
+impl Rule<'static> {
+    /// The rule for a reconcile with no trace used before.
+    pub fn new(acting_on_new_generation: bool, now_unix_secs: u64, max_age: Duration) -> Self {
+        Rule {
+            acting_on_new_generation,
+            now_unix_secs,
+            max_age,
+            used_trace_ids: &[],
+        }
+    }
+}
+
+impl<'a> Rule<'a> {
+    /// The same rule, with traces the object's earlier generations joined.
+    pub fn used(self, used_trace_ids: &'a [String]) -> Rule<'a> {
+        Rule {
+            used_trace_ids,
+            ..self
+        }
+    }
+}
+
+/// The receiving rule: join the annotated context when acting on a new generation, the
+/// context was not used by an earlier generation, and it is fresh: stamped by a handler
+/// (`traceparent-ts`) within `max_age`, or put there by a user (no stamp), who sets it with the
+/// change it is about. Link to it otherwise (resync, drift repair, a stale or unreadable
+/// stamp, a value used before); root when absent.
+pub fn decide(annotations: &BTreeMap<String, String>, rule: &Rule<'_>) -> Parent {
     let Some(value) = annotations.get(TRACEPARENT_ANNOTATION) else {
         return Parent::Root;
     };
@@ -208,16 +241,21 @@ pub fn decide(
         .map(|s| parse_tracestate(s))
         .unwrap_or_default();
     let cx = SpanContext::new(cx.trace_id(), cx.span_id(), cx.trace_flags(), true, state);
-    let fresh = annotations
-        .get(TRACEPARENT_TS_ANNOTATION)
+    let now = rule.now_unix_secs;
+    let fresh = match annotations.get(TRACEPARENT_TS_ANNOTATION) {
+        None => true,
         // Strictly digits: no sign, no spaces, at most u64.
-        .filter(|ts| !ts.is_empty() && ts.len() <= 20 && ts.bytes().all(|c| c.is_ascii_digit()))
-        .and_then(|ts| ts.parse::<u64>().ok())
-        .is_some_and(|ts| {
-            ts <= now_unix_secs.saturating_add(MAX_CLOCK_SKEW.as_secs())
-                && now_unix_secs.saturating_sub(ts) <= max_age.as_secs()
-        });
-    if acting_on_new_generation && fresh {
+        Some(ts) => Some(ts)
+            .filter(|ts| !ts.is_empty() && ts.len() <= 20 && ts.bytes().all(|c| c.is_ascii_digit()))
+            .and_then(|ts| ts.parse::<u64>().ok())
+            .is_some_and(|ts| {
+                ts <= now.saturating_add(MAX_CLOCK_SKEW.as_secs())
+                    && now.saturating_sub(ts) <= rule.max_age.as_secs()
+            }),
+    };
+    let trace_id = cx.trace_id().to_string();
+    let used = rule.used_trace_ids.contains(&trace_id);
+    if rule.acting_on_new_generation && fresh && !used {
         Parent::Join(cx)
     } else {
         Parent::Link(cx)
@@ -357,7 +395,7 @@ mod tests {
         assert_eq!(ann.len(), 3);
         assert_eq!(ann[TRACEPARENT_TS_ANNOTATION], NOW.to_string());
         assert_eq!(ann[TRACESTATE_ANNOTATION], "vendor=abc");
-        let Parent::Join(got) = decide(&ann, true, NOW + 5, DEFAULT_MAX_AGE) else {
+        let Parent::Join(got) = decide(&ann, &Rule::new(true, NOW + 5, DEFAULT_MAX_AGE)) else {
             panic!("expected join");
         };
         assert_eq!(
@@ -410,7 +448,9 @@ mod tests {
             (Some(GOOD), Some(age(601)), true, "link"),
             (Some(GOOD), Some(age(-60)), true, "join"),
             (Some(GOOD), Some(age(-61)), true, "link"),
-            (Some(GOOD), None, true, "link"),
+            // A user's own value (no stamp) joins the change it arrives with.
+            (Some(GOOD), None, true, "join"),
+            (Some(GOOD), None, false, "link"),
             (Some(GOOD), Some("soon".into()), true, "link"),
             (Some(GOOD), Some("-5".into()), true, "link"),
             (Some(GOOD), Some(" 1".into()), true, "link"),
@@ -423,21 +463,35 @@ mod tests {
             (Some(GOOD), Some("0".into()), true, "link"),
         ];
         for (tp, ts, new_gen, expected) in cases {
-            let got = decide(&ann(tp, ts.as_deref()), new_gen, NOW, max);
+            let got = decide(&ann(tp, ts.as_deref()), &Rule::new(new_gen, NOW, max));
             assert_eq!(kind(got), expected, "{tp:?} {ts:?} {new_gen}");
         }
         // A custom max age applies.
         let fresh = ann(Some(GOOD), Some(&age(30)));
         assert_eq!(
-            kind(decide(&fresh, true, NOW, Duration::from_secs(10))),
+            kind(decide(
+                &fresh,
+                &Rule::new(true, NOW, Duration::from_secs(10))
+            )),
             "link"
         );
+        // A value whose trace an earlier generation joined (its status names it, or this
+        // process remembers it) is left over: linked, never joined again, stamped or not.
+        let used = [parse_traceparent(GOOD)
+            .expect("valid")
+            .trace_id()
+            .to_string()];
+        for ts in [None, Some(now.as_str())] {
+            let rule = Rule::new(true, NOW, max).used(&used);
+            assert_eq!(kind(decide(&ann(Some(GOOD), ts), &rule)), "link", "{ts:?}");
+        }
+        let other = ["0af7651916cd43dd8448eb211c80319c".to_string()];
+        let rule = Rule::new(true, NOW, max).used(&other);
+        assert_eq!(kind(decide(&ann(Some(GOOD), None), &rule)), "join");
         // Malformed carries the reason.
         let m = decide(
             &ann(Some(&GOOD.replacen("00", "ff", 1)), None),
-            true,
-            NOW,
-            max,
+            &Rule::new(true, NOW, max),
         );
         assert_eq!(
             m,
@@ -486,12 +540,12 @@ mod tests {
             ann.insert(TRACEPARENT_ANNOTATION.to_string(), s.clone());
             ann.insert(TRACESTATE_ANNOTATION.to_string(), s.clone());
             ann.insert(TRACEPARENT_TS_ANNOTATION.to_string(), s);
-            let _ = decide(
-                &ann,
+            let rule = Rule::new(
                 next() % 2 == 0,
                 next(),
                 Duration::from_secs(next() % 10_000),
             );
+            let _ = decide(&ann, &rule);
         }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use multigres_telemetry::propagation::{
-    DEFAULT_MAX_AGE, Parent, TRACEPARENT_ANNOTATION, TRACEPARENT_TS_ANNOTATION,
+    DEFAULT_MAX_AGE, Parent, Rule, TRACEPARENT_ANNOTATION, TRACEPARENT_TS_ANNOTATION,
     TRACESTATE_ANNOTATION, decide, format_traceparent, parse_traceparent, parse_tracestate,
 };
 use proptest::prelude::*;
@@ -83,11 +83,12 @@ proptest! {
             annotations.insert(TRACEPARENT_TS_ANNOTATION.to_string(), ts.clone());
         }
         let valid = parse_traceparent(&traceparent).is_ok();
-        match decide(&annotations, new_generation, NOW, DEFAULT_MAX_AGE) {
+        match decide(&annotations, &Rule::new(new_generation, NOW, DEFAULT_MAX_AGE)) {
             Parent::Join(cx) => {
                 prop_assert!(valid && new_generation);
-                let ts: u64 = ts.as_deref().and_then(|t| t.parse().ok()).expect("a join needs a timestamp");
-                prop_assert!(NOW.saturating_sub(ts) <= DEFAULT_MAX_AGE.as_secs());
+                // A stamp, when there is one, must be fresh; none is a user's own value.
+                let fresh = |t: &str| t.parse::<u64>().is_ok_and(|t| NOW.saturating_sub(t) <= DEFAULT_MAX_AGE.as_secs());
+                prop_assert!(ts.as_deref().is_none_or(fresh), "joined with stamp {ts:?}");
                 prop_assert_eq!(format_traceparent(&cx), traceparent);
             }
             Parent::Link(cx) => {
@@ -116,6 +117,6 @@ proptest! {
             (TRACESTATE_ANNOTATION.to_string(), value.clone()),
             (TRACEPARENT_TS_ANNOTATION.to_string(), value),
         ]);
-        prop_assert!(matches!(decide(&annotations, true, NOW, Duration::from_secs(600)), Parent::Malformed(_)));
+        prop_assert!(matches!(decide(&annotations, &Rule::new(true, NOW, Duration::from_secs(600))), Parent::Malformed(_)));
     }
 }

@@ -78,8 +78,8 @@ pub mod startup {
         );
     }
 
-    /// Without any kubeconfig the binary exits 1 with a JSON error line telling the user to
-    /// set KUBECONFIG.
+    /// Without any kubeconfig the binary exits 1 with one JSON error line telling the user to
+    /// set KUBECONFIG, naming the missing file once.
     pub fn missing_kubeconfig_gives_a_hint(bin: &str) {
         let out = run(
             bin,
@@ -100,6 +100,8 @@ pub mod startup {
                 .contains("set KUBECONFIG"),
             "{fatal}"
         );
+        let named = stderr.matches("/nonexistent/kubeconfig").count();
+        assert_eq!(named, 1, "the missing file is named once: {stderr}");
     }
 
     /// A bad flag value is refused by the parser with exit code 2.
