@@ -370,6 +370,61 @@ async fn one_trace_spans_both_handlers_and_the_api_server() {
 }
 
 #[tokio::test]
+async fn at_one_percent_sampling_a_failing_child_is_exported_under_the_id_its_log_and_event_carry()
+{
+    let env = TestEnv::load();
+    let client: Client = e2e::k8s::admin_client(&env).await;
+    install_crds(&client).await;
+    with_namespace(&client, "trace-rare", |client, ns| async move {
+        let env = TestEnv::load();
+        let one_percent = |endpoint: &str| {
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_string()),
+                ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".to_string()),
+                ("OTEL_TRACES_SAMPLER_ARG", "0.01".to_string()),
+            ]
+        };
+        let _cluster_handler = start("cluster-handler", &ns.name, &env, one_percent(&env.otlp_grpc_endpoint)).await;
+        let resource_handler = start("resource-handler", &ns.name, &env, one_percent(&env.otlp_grpc_endpoint)).await;
+        let api: Api<MultigresCluster> = Api::namespaced(client.clone(), &ns.name);
+        let image = format!("registry.example.com/{}:v1", "r".repeat(250));
+        let cluster: MultigresCluster = serde_json::from_value(json!({
+            "apiVersion": "multigres.com/v1alpha1", "kind": "MultigresCluster", "metadata": {"name": "rare"},
+            "spec": {"gateway": {"image": image}}
+        }))
+        .expect("cluster");
+        api.create(&PostParams::default(), &cluster).await.expect("created");
+        let gateway = cell_object_name("rare", "default") + "-gateway";
+        // The Warning Event names the trace of the failed reconcile (the first one: the
+        // recorder keeps the first note of a series).
+        let event = wait_until("an InvalidImage Event with a trace id on the MultiGateway", TIMEOUT, || async {
+            let events = e2e::k8s::events_about(&client, &ns.name, "MultiGateway", &gateway).await?;
+            events.into_iter().find(|e| e.reason.as_deref() == Some("InvalidImage")).ok_or_else(|| "none yet".to_string())
+        })
+        .await;
+        let note = event.note.clone().unwrap_or_default();
+        let trace_id = e2e::k8s::note_trace_id(&note).unwrap_or_else(|| panic!("no trace id in {note}")).to_string();
+        // Its log line carries the same id.
+        let logged = resource_handler
+            .log_lines()
+            .into_iter()
+            .any(|l| l["message"] == "reconcile failed" && l["trace_id"].as_str() == Some(trace_id.as_str()));
+        assert!(logged, "no 'reconcile failed' line with trace_id {trace_id}:\n{}", resource_handler.log_tail(20));
+        // Tempo has that reconcile under that id, whole: failed, with the status write under it.
+        let tempo = Tempo::new(&env.tempo_url);
+        let spans = wait_for_trace(&tempo, &trace_id, "the failed reconcile MultiGateway with its status write", |s| {
+            let failed = named(s, RH, "reconcile MultiGateway").into_iter().find(|r| r.status_code == "STATUS_CODE_ERROR");
+            let whole = failed.is_some_and(|f| named(s, RH, "update status").iter().any(|u| u.parent_span_id == f.span_id));
+            if whole { Ok(()) } else { Err("no failed reconcile MultiGateway with its update status yet".into()) }
+        })
+        .await;
+        let failed = named(&spans, RH, "reconcile MultiGateway").into_iter().find(|r| r.status_code == "STATUS_CODE_ERROR").expect("failed");
+        assert!(failed.status_message.contains("not a valid image reference"), "{}", failed.status_message);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_failing_component_shows_error_spans_and_a_log_line_with_the_trace_id() {
     let env = TestEnv::load();
     let client: Client = e2e::k8s::admin_client(&env).await;

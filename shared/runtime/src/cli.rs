@@ -17,6 +17,9 @@ Environment:
   OTEL_EXPORTER_OTLP_PROTOCOL   grpc (default) or http/protobuf
   OTEL_TRACES_SAMPLER           always_on, always_off, traceidratio, parentbased_* (default
                                 parentbased_traceidratio at 1.0), with OTEL_TRACES_SAMPLER_ARG
+  MULTIGRES_TRACES_KEEP_SLOWER_THAN
+                                seconds (default 10): a reconcile that fails or takes this
+                                long is exported at any sampling rate (not with *always_off)
   OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_SDK_DISABLED, OTEL_TRACES_EXPORTER,
   OTEL_BSP_*                    as the OpenTelemetry specification defines them
   POD_NAME, POD_NAMESPACE       the pod (Downward API): the leader identity, k8s.* attributes";

@@ -58,7 +58,10 @@ impl EventRecorder {
             Some(Event {
                 type_: EventType::Normal,
                 reason: reason.to_string(),
-                note: Some(note(&format!("{} {verb}", w.id))),
+                note: Some(note(
+                    &format!("{} {verb}", w.id),
+                    multigres_telemetry::spans::current_trace_id(),
+                )),
                 action: "Apply".to_string(),
                 // Per child, so the recorder does not fold the creation of siblings into one.
                 secondary: Some(w.child.clone()),
@@ -78,7 +81,11 @@ impl EventRecorder {
         let event = Event {
             type_: EventType::Warning,
             reason: reason.to_string(),
-            note: Some(note(message)),
+            // The failed reconcile's trace is exported at any sampling rate.
+            note: Some(note(
+                message,
+                multigres_telemetry::spans::failure_trace_id(),
+            )),
             action: "Reconcile".to_string(),
             secondary: None,
         };
@@ -97,10 +104,10 @@ impl EventRecorder {
     }
 }
 
-/// `message` with the current trace id appended (when the trace is exported), cut to the
-/// size the API server accepts.
-fn note(message: &str) -> String {
-    let suffix = multigres_telemetry::spans::current_trace_id()
+/// `message` with `trace_id` appended (the trace the Event's situation is exported in), cut
+/// to the size the API server accepts.
+fn note(message: &str, trace_id: Option<String>) -> String {
+    let suffix = trace_id
         .map(|id| format!(" (trace_id={id})"))
         .unwrap_or_default();
     let room = MAX_NOTE_BYTES - suffix.len();
@@ -118,7 +125,7 @@ mod tests {
     #[test]
     fn a_long_note_is_cut_on_a_character_boundary_within_the_limit() {
         let message = "é".repeat(2000);
-        let cut = note(&message);
+        let cut = note(&message, None);
         assert!(cut.len() <= MAX_NOTE_BYTES, "{} bytes", cut.len());
         assert!(cut.len() >= MAX_NOTE_BYTES - 1, "{} bytes", cut.len());
         assert!(cut.chars().all(|c| c == 'é'));
@@ -126,14 +133,25 @@ mod tests {
 
     #[test]
     fn a_note_outside_an_exported_trace_names_none() {
-        assert_eq!(note("StatefulSet demo created"), "StatefulSet demo created");
+        assert_eq!(
+            note(
+                "StatefulSet demo created",
+                multigres_telemetry::spans::current_trace_id()
+            ),
+            "StatefulSet demo created"
+        );
     }
 
     #[test]
     fn a_note_inside_a_reconcile_names_its_trace() {
         let (spans, subscriber) = multigres_test_support::span_capture();
         let _default = multigres_test_support::scoped_default(subscriber);
-        let written = tracing::info_span!("reconcile Etcd").in_scope(|| note("InvalidImage: x"));
+        let written = tracing::info_span!("reconcile Etcd").in_scope(|| {
+            note(
+                "InvalidImage: x",
+                multigres_telemetry::spans::failure_trace_id(),
+            )
+        });
         let finished = spans();
         let trace_id = finished[0].span_context.trace_id().to_string();
         assert_eq!(written, format!("InvalidImage: x (trace_id={trace_id})"));

@@ -6,9 +6,14 @@
 //! which the caller logs once the subscriber is up.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Spans that may wait for export before new ones are dropped (`OTEL_BSP_MAX_QUEUE_SIZE`).
 pub const DEFAULT_MAX_QUEUE_SIZE: usize = 2048;
+/// A reconcile at least this long is exported at any sampling rate, like a failed one.
+pub const DEFAULT_KEEP_SLOWER_THAN: Duration = Duration::from_secs(10);
+/// Where the threshold for keeping slow reconciles is set, in seconds.
+pub const KEEP_SLOWER_THAN_VAR: &str = "MULTIGRES_TRACES_KEEP_SLOWER_THAN";
 
 /// OTLP transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +95,12 @@ impl SamplerConfig {
         }
     }
 
+    /// Whether failed and slow reconciles are exported even when not sampled: not when the
+    /// user asked for no traces at all (`always_off`, `parentbased_always_off`).
+    pub fn keeps_failures(self) -> bool {
+        !matches!(self, Self::AlwaysOff | Self::ParentBasedAlwaysOff)
+    }
+
     /// The same decision for new traces, but following the parent's decision when there is one.
     pub fn parent_based(self) -> Self {
         match self {
@@ -112,6 +123,9 @@ pub struct TelemetryConfig {
     /// Every resource attribute, `service.name` included.
     pub resource: BTreeMap<String, String>,
     pub max_queue_size: usize,
+    /// Reconciles at least this long are exported whatever the sampler says (failed ones
+    /// always are).
+    pub keep_slower_than: Duration,
 }
 
 const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -217,6 +231,20 @@ impl TelemetryConfig {
             },
         };
 
+        let keep_slower_than = match get(KEEP_SLOWER_THAN_VAR) {
+            None => DEFAULT_KEEP_SLOWER_THAN,
+            Some(v) => match v.trim_end_matches('s').parse::<u64>() {
+                Ok(secs) => Duration::from_secs(secs),
+                Err(_) => {
+                    warnings.push(format!(
+                        "{KEEP_SLOWER_THAN_VAR}={v:?} is not a number of seconds; using {}",
+                        DEFAULT_KEEP_SLOWER_THAN.as_secs()
+                    ));
+                    DEFAULT_KEEP_SLOWER_THAN
+                }
+            },
+        };
+
         // Detected attributes first; OTEL_RESOURCE_ATTRIBUTES may override them (explicit
         // configuration wins over detection), and OTEL_SERVICE_NAME wins over both.
         let mut resource = BTreeMap::new();
@@ -253,6 +281,7 @@ impl TelemetryConfig {
             sampler,
             resource,
             max_queue_size,
+            keep_slower_than,
         };
         (config, warnings)
     }
@@ -746,5 +775,20 @@ mod tests {
             let (c, w) = parse(&[("OTEL_BSP_MAX_QUEUE_SIZE", bad)]);
             assert_eq!((c.max_queue_size, w.len()), (DEFAULT_MAX_QUEUE_SIZE, 1));
         }
+    }
+    #[test]
+    fn the_slow_reconcile_threshold_is_seconds() {
+        let keep = |env: &[(&str, &str)]| {
+            let (c, w) = TelemetryConfig::from_lookup("svc", 1, |k| {
+                env.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            });
+            (c.keep_slower_than.as_secs(), w.len())
+        };
+        assert_eq!(keep(&[]), (10, 0));
+        assert_eq!(keep(&[(KEEP_SLOWER_THAN_VAR, "30")]), (30, 0));
+        assert_eq!(keep(&[(KEEP_SLOWER_THAN_VAR, "5s")]), (5, 0));
+        assert_eq!(keep(&[(KEEP_SLOWER_THAN_VAR, "soon")]), (10, 1));
     }
 }

@@ -24,6 +24,7 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 use super::config::{ExporterConfig, Protocol, SamplerConfig, TelemetryConfig};
 use super::correlation::Correlated;
 use super::counting::{Counters, CountingExporter, CountingProcessor};
+use super::keep::{KeepFailures, RecordUnsampled};
 use crate::LogFormat;
 
 /// Counters of the installed pipeline, read by `spans_dropped`/`spans_exported`.
@@ -106,11 +107,9 @@ pub(crate) fn install(format: LogFormat, service_name: &'static str) -> Telemetr
     if let Some(exporter_config) = &config.exporter {
         match build_exporter(exporter_config) {
             Ok(exporter) => {
-                builder = builder.with_span_processor(batch_processor(
-                    exporter,
-                    &COUNTERS,
-                    config.max_queue_size,
-                ));
+                let batch = batch_processor(exporter, &COUNTERS, config.max_queue_size);
+                builder =
+                    builder.with_span_processor(KeepFailures::new(batch, config.keep_slower_than));
             }
             Err(why) => {
                 warnings.push(why);
@@ -199,9 +198,13 @@ pub(crate) fn provider_builder(config: &TelemetryConfig) -> TracerProviderBuilde
                 .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
         )
         .build();
-    SdkTracerProvider::builder()
-        .with_sampler(sampler(config.sampler))
-        .with_resource(resource)
+    let builder = SdkTracerProvider::builder().with_resource(resource);
+    if config.sampler.keeps_failures() {
+        // Unsampled spans are recorded so a failed or slow reconcile can still be exported.
+        builder.with_sampler(RecordUnsampled(sampler(config.sampler)))
+    } else {
+        builder.with_sampler(sampler(config.sampler))
+    }
 }
 
 /// The batch processor behind the counting bound (see `counting`).

@@ -10,6 +10,7 @@ pub mod config;
 mod correlation;
 mod counting;
 mod init;
+mod keep;
 pub mod propagation;
 pub mod spans;
 #[cfg(any(test, feature = "test-support"))]

@@ -351,6 +351,16 @@ pub fn current_trace_id() -> Option<String> {
         .then(|| span_context.trace_id().to_string())
 }
 
+/// The trace id of the current span when its trace will be exported should this reconcile
+/// fail: sampled, or recorded (failed reconciles are exported at any sampling rate).
+pub fn failure_trace_id() -> Option<String> {
+    let context = Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    (span_context.is_valid() && (span_context.is_sampled() || span.is_recording()))
+        .then(|| span_context.trace_id().to_string())
+}
+
 /// Adds a span event (not a log line) to the current span: for steps that do no I/O, such as
 /// building the desired objects.
 pub fn event(name: &'static str, attributes: Vec<opentelemetry::KeyValue>) {
@@ -539,6 +549,29 @@ mod tests {
         assert_eq!(
             third.last_trace_id,
             TraceRecord::Set(first.span_context.trace_id().to_string())
+        );
+    }
+
+    #[test]
+    fn a_failure_names_its_trace_at_any_sampling_rate_unless_tracing_is_off() {
+        let ids = |env: &[(&str, &str)]| {
+            let (_spy, _logs, subscriber) = test_subscriber(env, LogFormat::Json);
+            let _default = crate::testing::scoped_default(subscriber);
+            tracing::info_span!(target: "multigres::reconcile", "reconcile")
+                .in_scope(|| (current_trace_id().is_some(), failure_trace_id().is_some()))
+        };
+        let ratio = |r: &'static str| {
+            [
+                ("OTEL_TRACES_SAMPLER", "traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", r),
+            ]
+        };
+        // Unsampled: no exemplar or success note points at it, a failure's note does.
+        assert_eq!(ids(&ratio("0")), (false, true));
+        assert_eq!(ids(&ratio("1")), (true, true));
+        assert_eq!(
+            ids(&[("OTEL_TRACES_SAMPLER", "always_off")]),
+            (false, false)
         );
     }
 

@@ -132,6 +132,7 @@ pub mod startup {
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             "OTEL_EXPORTER_OTLP_PROTOCOL",
             "OTEL_TRACES_SAMPLER",
+            "MULTIGRES_TRACES_KEEP_SLOWER_THAN",
             "POD_NAME",
         ] {
             assert!(
