@@ -99,6 +99,21 @@ fn kubectl(env: &TestEnv, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Creates cluster `name` with a gateway image the schema lets through but the builder refuses
+/// (a repository name longer than registries accept); returns the image.
+async fn create_with_unbuildable_gateway(api: &Api<MultigresCluster>, name: &str) -> String {
+    let image = format!("registry.example.com/{}:v1", "g".repeat(250));
+    let cluster: MultigresCluster = serde_json::from_value(json!({
+        "apiVersion": "multigres.com/v1alpha1", "kind": "MultigresCluster", "metadata": {"name": name},
+        "spec": {"gateway": {"image": image}}
+    }))
+    .expect("cluster");
+    api.create(&PostParams::default(), &cluster)
+        .await
+        .expect("created");
+    image
+}
+
 /// The status of cluster `name` now.
 async fn cluster_status(api: &Api<MultigresCluster>, name: &str) -> ClusterStatus {
     api.get(name)
@@ -380,46 +395,92 @@ async fn at_one_percent_sampling_a_failing_child_is_exported_under_the_id_its_lo
         let one_percent = |endpoint: &str| {
             vec![
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_string()),
-                ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".to_string()),
+                (
+                    "OTEL_TRACES_SAMPLER",
+                    "parentbased_traceidratio".to_string(),
+                ),
                 ("OTEL_TRACES_SAMPLER_ARG", "0.01".to_string()),
             ]
         };
-        let _cluster_handler = start("cluster-handler", &ns.name, &env, one_percent(&env.otlp_grpc_endpoint)).await;
-        let resource_handler = start("resource-handler", &ns.name, &env, one_percent(&env.otlp_grpc_endpoint)).await;
+        let _cluster_handler = start(
+            "cluster-handler",
+            &ns.name,
+            &env,
+            one_percent(&env.otlp_grpc_endpoint),
+        )
+        .await;
+        let resource_handler = start(
+            "resource-handler",
+            &ns.name,
+            &env,
+            one_percent(&env.otlp_grpc_endpoint),
+        )
+        .await;
         let api: Api<MultigresCluster> = Api::namespaced(client.clone(), &ns.name);
-        let image = format!("registry.example.com/{}:v1", "r".repeat(250));
-        let cluster: MultigresCluster = serde_json::from_value(json!({
-            "apiVersion": "multigres.com/v1alpha1", "kind": "MultigresCluster", "metadata": {"name": "rare"},
-            "spec": {"gateway": {"image": image}}
-        }))
-        .expect("cluster");
-        api.create(&PostParams::default(), &cluster).await.expect("created");
+        create_with_unbuildable_gateway(&api, "rare").await;
         let gateway = cell_object_name("rare", "default") + "-gateway";
         // The Warning Event names the trace of the failed reconcile (the first one: the
         // recorder keeps the first note of a series).
-        let event = wait_until("an InvalidImage Event with a trace id on the MultiGateway", TIMEOUT, || async {
-            let events = e2e::k8s::events_about(&client, &ns.name, "MultiGateway", &gateway).await?;
-            events.into_iter().find(|e| e.reason.as_deref() == Some("InvalidImage")).ok_or_else(|| "none yet".to_string())
-        })
+        let event = wait_until(
+            "an InvalidImage Event with a trace id on the MultiGateway",
+            TIMEOUT,
+            || async {
+                let events =
+                    e2e::k8s::events_about(&client, &ns.name, "MultiGateway", &gateway).await?;
+                events
+                    .into_iter()
+                    .find(|e| e.reason.as_deref() == Some("InvalidImage"))
+                    .ok_or_else(|| "none yet".to_string())
+            },
+        )
         .await;
         let note = event.note.clone().unwrap_or_default();
-        let trace_id = e2e::k8s::note_trace_id(&note).unwrap_or_else(|| panic!("no trace id in {note}")).to_string();
+        let trace_id = e2e::k8s::note_trace_id(&note)
+            .unwrap_or_else(|| panic!("no trace id in {note}"))
+            .to_string();
         // Its log line carries the same id.
-        let logged = resource_handler
-            .log_lines()
-            .into_iter()
-            .any(|l| l["message"] == "reconcile failed" && l["trace_id"].as_str() == Some(trace_id.as_str()));
-        assert!(logged, "no 'reconcile failed' line with trace_id {trace_id}:\n{}", resource_handler.log_tail(20));
+        let logged = resource_handler.log_lines().into_iter().any(|l| {
+            l["message"] == "reconcile failed" && l["trace_id"].as_str() == Some(trace_id.as_str())
+        });
+        assert!(
+            logged,
+            "no 'reconcile failed' line with trace_id {trace_id}:\n{}",
+            resource_handler.log_tail(20)
+        );
         // Tempo has that reconcile under that id, whole: failed, with the status write under it.
         let tempo = Tempo::new(&env.tempo_url);
-        let spans = wait_for_trace(&tempo, &trace_id, "the failed reconcile MultiGateway with its status write", |s| {
-            let failed = named(s, RH, "reconcile MultiGateway").into_iter().find(|r| r.status_code == "STATUS_CODE_ERROR");
-            let whole = failed.is_some_and(|f| named(s, RH, "update status").iter().any(|u| u.parent_span_id == f.span_id));
-            if whole { Ok(()) } else { Err("no failed reconcile MultiGateway with its update status yet".into()) }
-        })
+        let spans = wait_for_trace(
+            &tempo,
+            &trace_id,
+            "the failed reconcile MultiGateway with its status write",
+            |s| {
+                let failed = named(s, RH, "reconcile MultiGateway")
+                    .into_iter()
+                    .find(|r| r.status_code == "STATUS_CODE_ERROR");
+                let whole = failed.is_some_and(|f| {
+                    named(s, RH, "update status")
+                        .iter()
+                        .any(|u| u.parent_span_id == f.span_id)
+                });
+                if whole {
+                    Ok(())
+                } else {
+                    Err("no failed reconcile MultiGateway with its update status yet".into())
+                }
+            },
+        )
         .await;
-        let failed = named(&spans, RH, "reconcile MultiGateway").into_iter().find(|r| r.status_code == "STATUS_CODE_ERROR").expect("failed");
-        assert!(failed.status_message.contains("not a valid image reference"), "{}", failed.status_message);
+        let failed = named(&spans, RH, "reconcile MultiGateway")
+            .into_iter()
+            .find(|r| r.status_code == "STATUS_CODE_ERROR")
+            .expect("failed");
+        assert!(
+            failed
+                .status_message
+                .contains("not a valid image reference"),
+            "{}",
+            failed.status_message
+        );
     })
     .await;
 }
@@ -433,15 +494,7 @@ async fn a_failing_component_shows_error_spans_and_a_log_line_with_the_trace_id(
         let env = TestEnv::load();
         let (_cluster_handler, resource_handler) = traced_handlers(&ns.name, &env).await;
         let api: Api<MultigresCluster> = Api::namespaced(client.clone(), &ns.name);
-        // An image the schema lets through but the builder refuses (a repository name longer than
-        // registries accept).
-        let image = format!("registry.example.com/{}:v1", "g".repeat(250));
-        let cluster: MultigresCluster = serde_json::from_value(json!({
-            "apiVersion": "multigres.com/v1alpha1", "kind": "MultigresCluster", "metadata": {"name": "broken"},
-            "spec": {"gateway": {"image": image}}
-        }))
-        .expect("cluster");
-        api.create(&PostParams::default(), &cluster).await.expect("created");
+        let image = create_with_unbuildable_gateway(&api, "broken").await;
         let trace_id = wait_until("lastTraceId on the cluster", TIMEOUT, || async {
             let c = api.get("broken").await.map_err(|e| e.to_string())?;
             c.status.and_then(|s| s.core.last_trace_id).ok_or_else(|| "none yet".to_string())

@@ -113,6 +113,20 @@ fn bench(c: &mut Criterion) {
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(Discard)
         .build();
+    // The handlers' own pipeline (failed and slow reconciles kept at any rate) at 100% and 1%.
+    let handlers = |ratio: &str| {
+        let env = [
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", ratio),
+        ];
+        let (config, _) = multigres_telemetry::TelemetryConfig::from_lookup("bench", 0, |k| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        });
+        multigres_telemetry::exporting_provider(&config, Discard)
+    };
+    let (handlers_100, handlers_1) = (handlers("1.0"), handlers("0.01"));
     let modes: Vec<(&str, Dispatch)> =
         vec![
             (
@@ -120,6 +134,19 @@ fn bench(c: &mut Criterion) {
                 Dispatch::new(
                     tracing_subscriber::registry()
                         .with(multigres_telemetry::otel_layer(provider.tracer("bench"))),
+                ),
+            ),
+            (
+                "handlers-pipeline-100%",
+                Dispatch::new(tracing_subscriber::registry().with(
+                    multigres_telemetry::otel_layer(handlers_100.tracer("bench")),
+                )),
+            ),
+            (
+                "handlers-pipeline-1%",
+                Dispatch::new(
+                    tracing_subscriber::registry()
+                        .with(multigres_telemetry::otel_layer(handlers_1.tracer("bench"))),
                 ),
             ),
             (
@@ -155,7 +182,9 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
-    let _ = provider.shutdown();
+    for provider in [provider, handlers_100, handlers_1] {
+        let _ = provider.shutdown();
+    }
 }
 
 criterion_group!(benches, bench);

@@ -103,21 +103,16 @@ pub(crate) fn install(format: LogFormat, service_name: &'static str) -> Telemetr
     }
     let log_filter = log_filter(&mut warnings);
 
-    let mut builder = provider_builder(&config);
-    if let Some(exporter_config) = &config.exporter {
-        match build_exporter(exporter_config) {
-            Ok(exporter) => {
-                let batch = batch_processor(exporter, &COUNTERS, config.max_queue_size);
-                builder =
-                    builder.with_span_processor(KeepFailures::new(batch, config.keep_slower_than));
-            }
-            Err(why) => {
-                warnings.push(why);
-                config.exporter = None;
-            }
+    let exporter = config.exporter.as_ref().map(build_exporter);
+    let provider = match exporter {
+        Some(Ok(exporter)) => exporting_provider(&config, exporter),
+        Some(Err(why)) => {
+            warnings.push(why);
+            config.exporter = None;
+            provider_builder(&config).build()
         }
-    }
-    let provider = builder.build();
+        None => provider_builder(&config).build(),
+    };
 
     let ansi = format == LogFormat::Text && std::io::stderr().is_terminal();
     let layers = build_layers(format, log_filter, std::io::stderr, ansi, &provider);
@@ -205,6 +200,19 @@ pub(crate) fn provider_builder(config: &TelemetryConfig) -> TracerProviderBuilde
     } else {
         builder.with_sampler(sampler(config.sampler))
     }
+}
+
+/// The handlers' tracer provider over `exporter`: the configured sampler (recording what it
+/// does not sample), failed and slow reconciles kept whatever the sampler said, the counted
+/// batch processor. Public for the benchmark, which measures this very pipeline.
+pub fn exporting_provider<E: SpanExporter + 'static>(
+    config: &TelemetryConfig,
+    exporter: E,
+) -> SdkTracerProvider {
+    let batch = batch_processor(exporter, &COUNTERS, config.max_queue_size);
+    provider_builder(config)
+        .with_span_processor(KeepFailures::new(batch, config.keep_slower_than))
+        .build()
 }
 
 /// The batch processor behind the counting bound (see `counting`).

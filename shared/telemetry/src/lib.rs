@@ -21,7 +21,7 @@ mod tests;
 use std::sync::atomic::Ordering;
 
 pub use config::TelemetryConfig;
-pub use init::{ShutdownError, TelemetryGuard, otel_layer};
+pub use init::{ShutdownError, TelemetryGuard, exporting_provider, otel_layer};
 
 /// How log lines are written to stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

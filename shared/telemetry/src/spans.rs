@@ -679,18 +679,13 @@ mod tests {
         );
         let (_spy, _logs, subscriber) = test_subscriber(&[], LogFormat::Json);
         let _default = crate::testing::scoped_default(subscriber);
-        let state_of = |span: &Span| span.context().span().span_context().clone();
-        let joined = reconcile_span_at(
-            MEMORY.deref(),
-            &etcd(2, annotations.clone()),
-            "etcd",
-            Some(1),
-            None,
-            now,
-            max_age,
-        )
-        .span;
-        let cx = state_of(&joined);
+        // The context of the first reconcile of generation 2 of an Etcd annotated so.
+        let context_of = |annotations: BTreeMap<String, String>| {
+            let obj = etcd(2, annotations);
+            let root = reconcile_span_at(MEMORY.deref(), &obj, "etcd", Some(1), None, now, max_age);
+            root.span.context().span().span_context().clone()
+        };
+        let cx = context_of(annotations.clone());
         assert_eq!(cx.trace_state().header(), "vendor=ok,other=fine");
         let to_children = annotations_for(&cx, now);
         assert_eq!(
@@ -702,17 +697,7 @@ mod tests {
             TRACEPARENT_TS_ANNOTATION.to_string(),
             (now - 3_600).to_string(),
         );
-        let linked = reconcile_span_at(
-            MEMORY.deref(),
-            &etcd(2, annotations),
-            "etcd",
-            Some(1),
-            None,
-            now,
-            max_age,
-        )
-        .span;
-        let cx = state_of(&linked);
+        let cx = context_of(annotations);
         assert_ne!(cx.trace_id(), TraceId::from(TRACE));
         assert!(!annotations_for(&cx, now).contains_key(TRACESTATE_ANNOTATION));
     }
