@@ -113,62 +113,58 @@ fn bench(c: &mut Criterion) {
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(Discard)
         .build();
-    // The handlers' own pipeline (failed and slow reconciles kept at any rate) at 100% and 1%.
-    let handlers = |ratio: &str| {
+    // The handlers' own pipeline at 100% and 1%, with failed and slow reconciles kept (as the
+    // handlers run) and without (as they ran before), side by side.
+    let handlers = |ratio: &str, keep_failures: bool| {
         let env = [
             ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
             ("OTEL_TRACES_SAMPLER_ARG", ratio),
         ];
-        let (config, _) = multigres_telemetry::TelemetryConfig::from_lookup("bench", 0, |k| {
+        let (mut config, _) = multigres_telemetry::TelemetryConfig::from_lookup("bench", 0, |k| {
             env.iter()
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         });
+        config.keep_failures = keep_failures;
         multigres_telemetry::exporting_provider(&config, Discard)
     };
-    let (handlers_100, handlers_1) = (handlers("1.0"), handlers("0.01"));
-    let modes: Vec<(&str, Dispatch)> =
-        vec![
-            (
-                "otel-sdk-100%",
-                Dispatch::new(
-                    tracing_subscriber::registry()
-                        .with(multigres_telemetry::otel_layer(provider.tracer("bench"))),
-                ),
+    let pipelines = [
+        ("handlers-100%", handlers("1.0", true)),
+        ("handlers-1%", handlers("0.01", true)),
+        ("handlers-100%-failures-not-kept", handlers("1.0", false)),
+        ("handlers-1%-failures-not-kept", handlers("0.01", false)),
+    ];
+    let traced = |provider: &SdkTracerProvider| {
+        Dispatch::new(
+            tracing_subscriber::registry()
+                .with(multigres_telemetry::otel_layer(provider.tracer("bench"))),
+        )
+    };
+    let mut modes: Vec<(&str, Dispatch)> = vec![("otel-sdk-100%", traced(&provider))];
+    modes.extend(pipelines.iter().map(|(name, p)| (*name, traced(p))));
+    modes.extend([
+        (
+            // The bridge's defaults (location, thread, target attributes and busy/idle timers on
+            // every span): what `otel_layer` turns off, measured side by side.
+            "otel-sdk-100%-bridge-defaults",
+            Dispatch::new(
+                tracing_subscriber::registry()
+                    .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"))),
             ),
-            (
-                "handlers-pipeline-100%",
-                Dispatch::new(tracing_subscriber::registry().with(
-                    multigres_telemetry::otel_layer(handlers_100.tracer("bench")),
+        ),
+        (
+            "noop-tracer",
+            Dispatch::new(
+                tracing_subscriber::registry().with(multigres_telemetry::otel_layer(
+                    opentelemetry::trace::noop::NoopTracer::new(),
                 )),
             ),
-            (
-                "handlers-pipeline-1%",
-                Dispatch::new(
-                    tracing_subscriber::registry()
-                        .with(multigres_telemetry::otel_layer(handlers_1.tracer("bench"))),
-                ),
-            ),
-            (
-                // The bridge's defaults (location, thread, target attributes and busy/idle timers on
-                // every span): what `otel_layer` turns off, measured side by side.
-                "otel-sdk-100%-bridge-defaults",
-                Dispatch::new(
-                    tracing_subscriber::registry()
-                        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"))),
-                ),
-            ),
-            (
-                "noop-tracer",
-                Dispatch::new(tracing_subscriber::registry().with(
-                    multigres_telemetry::otel_layer(opentelemetry::trace::noop::NoopTracer::new()),
-                )),
-            ),
-            (
-                "no-tracing-layer",
-                Dispatch::new(tracing_subscriber::registry()),
-            ),
-        ];
+        ),
+        (
+            "no-tracing-layer",
+            Dispatch::new(tracing_subscriber::registry()),
+        ),
+    ]);
     let mut group = c.benchmark_group("reconcile span work");
     for (name, dispatch) in &modes {
         let _guard = tracing::dispatcher::set_default(dispatch);
@@ -182,7 +178,8 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
-    for provider in [provider, handlers_100, handlers_1] {
+    let _ = provider.shutdown();
+    for (_, provider) in pipelines {
         let _ = provider.shutdown();
     }
 }

@@ -123,6 +123,9 @@ pub struct TelemetryConfig {
     /// Every resource attribute, `service.name` included.
     pub resource: BTreeMap<String, String>,
     pub max_queue_size: usize,
+    /// Whether failed and slow reconciles are exported whatever the sampler says (see
+    /// [`SamplerConfig::keeps_failures`]).
+    pub keep_failures: bool,
     /// Reconciles at least this long are exported whatever the sampler says (failed ones
     /// always are).
     pub keep_slower_than: Duration,
@@ -281,6 +284,7 @@ impl TelemetryConfig {
             sampler,
             resource,
             max_queue_size,
+            keep_failures: sampler.keeps_failures(),
             keep_slower_than,
         };
         (config, warnings)

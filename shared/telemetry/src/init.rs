@@ -194,7 +194,7 @@ pub(crate) fn provider_builder(config: &TelemetryConfig) -> TracerProviderBuilde
         )
         .build();
     let builder = SdkTracerProvider::builder().with_resource(resource);
-    if config.sampler.keeps_failures() {
+    if config.keep_failures {
         // Unsampled spans are recorded so a failed or slow reconcile can still be exported.
         builder.with_sampler(RecordUnsampled(sampler(config.sampler)))
     } else {
@@ -210,9 +210,13 @@ pub fn exporting_provider<E: SpanExporter + 'static>(
     exporter: E,
 ) -> SdkTracerProvider {
     let batch = batch_processor(exporter, &COUNTERS, config.max_queue_size);
-    provider_builder(config)
-        .with_span_processor(KeepFailures::new(batch, config.keep_slower_than))
-        .build()
+    let builder = provider_builder(config);
+    if config.keep_failures {
+        builder.with_span_processor(KeepFailures::new(batch, config.keep_slower_than))
+    } else {
+        builder.with_span_processor(batch)
+    }
+    .build()
 }
 
 /// The batch processor behind the counting bound (see `counting`).
