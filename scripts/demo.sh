@@ -122,7 +122,8 @@ cat <<MSG
 
 Query Tempo yourself:
   curl -s $TEMPO_URL/api/traces/$TRACE | jq '.batches | length'
-  curl -sG $TEMPO_URL/api/search --data-urlencode 'q={ resource.service.name = "multigres-resource-handler" }'
+  curl -sG $TEMPO_URL/api/search --data-urlencode 'q={ name = "reconcile MultigresCluster" && span.multigres.resource.name = "$NAME" && span.k8s.namespace.name = "$NS" }' \\
+    --data-urlencode "start=\$(( \$(date +%s) - 3600 ))" --data-urlencode "end=\$(date +%s)" --data-urlencode limit=100
   target/debug/trace-view $TRACE --all          # every API server span too
 Try a change and look at its new trace:
   export KUBECONFIG=$KUBECONFIG
