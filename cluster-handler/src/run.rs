@@ -111,7 +111,8 @@ async fn controllers(
             caches,
             metrics,
             common.resync,
-        ),
+        )
+        .following_generations_for(common.trace_follow_window),
         etcds,
         cells,
         gateways,

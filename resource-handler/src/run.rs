@@ -130,7 +130,8 @@ async fn controllers(
             caches,
             metrics,
             common.resync,
-        ),
+        )
+        .following_generations_for(common.trace_follow_window),
         statefulsets,
         deployments,
         services,

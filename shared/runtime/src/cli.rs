@@ -43,6 +43,11 @@ pub struct CommonArgs {
     #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub resync: Duration,
 
+    /// How long the reconciles of a generation that does not get Ready keep joining its trace;
+    /// later ones start traces of their own, linked to it.
+    #[arg(long, env = "TRACE_FOLLOW_WINDOW", default_value = "30m", value_parser = parse_duration)]
+    pub trace_follow_window: Duration,
+
     /// Reconciles each controller runs at once (0: no limit). A burst of new objects then
     /// reaches the API server as a steady stream: unbounded, a thousand Service creates at once
     /// queue behind the API server's cluster-IP allocator past its 34 s write timeout, and every

@@ -108,6 +108,13 @@ impl Bookkeeping {
         }
     }
 
+    /// The same, its generations keeping their follow-ups in one trace for `window` at most
+    /// when they do not get Ready.
+    pub fn following_generations_for(mut self, window: Duration) -> Self {
+        self.generations = spans::Generations::with_follow_window(window);
+        self
+    }
+
     /// A fan-out of child applies as this controller's field manager.
     pub fn fan_out(&self) -> FanOut {
         FanOut::new(self.manager, self.recent.clone())

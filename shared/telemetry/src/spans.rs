@@ -216,10 +216,10 @@ where
     }
 }
 
-/// How long the reconciles of one generation keep joining its trace when it never gets Ready
-/// (a spec that cannot converge): afterwards they are roots linked to it, so one trace stays
-/// readable.
-const FOLLOW_WINDOW: Duration = Duration::from_secs(30 * 60);
+/// How long the reconciles of one generation keep joining its trace, by default, when it never
+/// gets Ready (a spec that cannot converge): afterwards they are roots linked to it, so one
+/// trace stays readable.
+pub const DEFAULT_FOLLOW_WINDOW: Duration = Duration::from_secs(30 * 60);
 
 /// What this process remembers of the generation it last reconciled, per object uid.
 struct Generation {
@@ -241,14 +241,31 @@ enum Follow {
 /// process starts empty (its first reconciles link instead of joining). Bounded: cleared when
 /// it grows past a limit (a forgotten entry only lets one more reconcile count as the first,
 /// and its follow-ups link instead of joining).
-#[derive(Default)]
-pub struct Generations(std::sync::Mutex<std::collections::HashMap<String, Generation>>);
+pub struct Generations {
+    map: std::sync::Mutex<std::collections::HashMap<String, Generation>>,
+    /// How long a generation that is not Ready keeps its follow-ups in its trace.
+    follow_window: Duration,
+}
+
+impl Default for Generations {
+    fn default() -> Self {
+        Generations::with_follow_window(DEFAULT_FOLLOW_WINDOW)
+    }
+}
 
 impl Generations {
     const LIMIT: usize = 100_000;
 
+    /// A memory whose generations keep their follow-ups for `follow_window` at most.
+    pub fn with_follow_window(follow_window: Duration) -> Self {
+        Generations {
+            map: std::sync::Mutex::default(),
+            follow_window,
+        }
+    }
+
     fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Generation>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn remembered<'a>(
@@ -293,7 +310,7 @@ impl Generations {
         let mut map = self.map();
         let g = Self::remembered(&mut map, uid, generation)?;
         let first = g.first.clone()?;
-        let open = !g.ready && now.saturating_sub(g.started) <= FOLLOW_WINDOW.as_secs();
+        let open = !g.ready && now.saturating_sub(g.started) <= self.follow_window.as_secs();
         Some(if open {
             Follow::Continue(first)
         } else {
@@ -773,11 +790,40 @@ mod tests {
         let mut obj = etcd(4, BTreeMap::new());
         obj.metadata.uid = Some("uid-never-ready".into());
         let first = reconcile_seeing(&obj, Some(3), now, false).await;
-        let within = reconcile_seeing(&obj, Some(4), now + FOLLOW_WINDOW.as_secs(), false).await;
+        let within =
+            reconcile_seeing(&obj, Some(4), now + DEFAULT_FOLLOW_WINDOW.as_secs(), false).await;
         assert_eq!(within.parent_span_id, first.span_context.span_id());
-        let after = reconcile_seeing(&obj, Some(4), now + FOLLOW_WINDOW.as_secs() + 1, false).await;
+        let after = reconcile_seeing(
+            &obj,
+            Some(4),
+            now + DEFAULT_FOLLOW_WINDOW.as_secs() + 1,
+            false,
+        )
+        .await;
         assert_eq!(after.parent_span_id, SpanId::INVALID);
         assert_eq!(after.links.len(), 1);
+    }
+
+    #[test]
+    fn the_follow_window_is_the_memory_s_own() {
+        let memory = Generations::with_follow_window(Duration::from_secs(60));
+        let now = 1_800_000_000;
+        let first = SpanContext::new(
+            TraceId::from(TRACE),
+            SpanId::from(PARENT),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::NONE,
+        );
+        assert!(memory.first("uid-window", Some(2), now));
+        memory.remember_first("uid-window", Some(2), first);
+        let follows = |at: u64| match memory.follow("uid-window", Some(2), at) {
+            Some(Follow::Continue(_)) => "continue",
+            Some(Follow::Link(_)) => "link",
+            None => "none",
+        };
+        assert_eq!(follows(now + 60), "continue");
+        assert_eq!(follows(now + 61), "link");
     }
 
     #[tokio::test]
