@@ -182,7 +182,7 @@ where
     let kind = K::kind(&());
     let object = object_ref(obj);
     let category = err.category();
-    let delay = run.backoffs.next(&format!("{kind}/{object}"));
+    let delay = run.backoffs.next(&backoff_key(obj));
     run.metrics.count_error(&kind, category);
     let retry_in_secs = delay.as_secs();
     if err.user_must_act() {
@@ -191,6 +191,11 @@ where
         tracing::error!(object, kind = %kind, error = %err, category, retry_in_secs, "reconcile failed");
     }
     run.events.failed(obj, err.reason(), &err.to_string()).await;
+}
+
+/// The key of `obj`'s failures in the per-object backoff.
+fn backoff_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!("{}/{}", K::kind(&()), object_ref(obj))
 }
 
 async fn reconcile_in_span<K, R>(
@@ -252,7 +257,7 @@ where
         tracing::info!(object, ready, "status updated");
     }
     result?;
-    run.backoffs.reset(&format!("{kind}/{object}"));
+    run.backoffs.reset(&backoff_key(obj));
     Ok(Action::requeue(recheck.unwrap_or(run.resync)))
 }
 
@@ -263,7 +268,5 @@ where
     K: Resource<DynamicType = ()> + WithStatus,
     R: Reconciler<K>,
 {
-    let kind = K::kind(&());
-    let object = object_ref(obj.as_ref());
-    Action::requeue(ctx.bookkeeping().backoffs.last(&format!("{kind}/{object}")))
+    Action::requeue(ctx.bookkeeping().backoffs.last(&backoff_key(obj.as_ref())))
 }
