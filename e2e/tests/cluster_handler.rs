@@ -556,6 +556,113 @@ async fn delete_and_wait(api: &Api<MultigresCluster>) {
     .await;
 }
 
+#[tokio::test]
+async fn a_pod_no_node_fits_degrades_the_cluster_until_the_spec_lets_it_run() {
+    let client = admin().await;
+    with_namespace(&client, "ch-unplaced", |client, ns| async move {
+        let (_cluster_handler, _resource_handler) = both_handlers(&ns.name).await;
+        let env = TestEnv::load();
+        let api: Api<MultigresCluster> = Api::namespaced(client.clone(), &ns.name);
+        let name = "unplaced";
+        // The gateway's pods ask for a node label no node has: the scheduler leaves them Pending.
+        let cluster: MultigresCluster = serde_json::from_value(json!({
+            "apiVersion": "multigres.com/v1alpha1", "kind": "MultigresCluster",
+            "metadata": {"name": name},
+            "spec": {
+                "cells": [{"name": "zone-a"}],
+                "gateway": {"nodeSelector": {"multigres.com/e2e-no-such-node": "true"}},
+            }
+        }))
+        .expect("object");
+        api.create(&PostParams::default(), &cluster)
+            .await
+            .expect("accepted by the API server");
+        let cell = multigres_api::meta::cell_object_name(name, "zone-a");
+        let gateway = multigres_api::meta::cell_component_name(
+            &cell,
+            multigres_api::meta::ComponentLabel::Gateway,
+        );
+        // After the scheduler's grace time its words reach the top, with the path down to the
+        // pod, counting the other gateway pod (two by default).
+        let degraded = wait_until(
+            "the cluster Degraded with PodUnschedulable for both gateway pods",
+            TIMEOUT,
+            || async {
+                let s = api
+                    .get(name)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .status
+                    .unwrap_or_default();
+                match condition(&s.core.conditions, DEGRADED) {
+                    Some(d)
+                        if s.phase == Some(Phase::Degraded)
+                            && d.status == "True"
+                            && d.reason == "PodUnschedulable"
+                            && d.message.ends_with(" (and 1 more pods)") =>
+                    {
+                        Ok(d.clone())
+                    }
+                    other => Err(format!("phase {:?}, Degraded {other:?}", s.phase)),
+                }
+            },
+        )
+        .await;
+        let path = format!("Cell {cell}: MultiGateway {gateway}: pod {gateway}-");
+        assert!(
+            degraded.message.starts_with(&path)
+                && degraded.message.contains("cannot be scheduled: 0/")
+                && degraded
+                    .message
+                    .contains("didn't match Pod's node affinity/selector"),
+            "{}",
+            degraded.message
+        );
+        let out = env
+            .kubectl()
+            .args(["get", "mgc", name, "-n", &ns.name])
+            .output()
+            .expect("kubectl runs");
+        let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+        let row = listed
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>();
+        assert_eq!(
+            row.get(..4),
+            Some(&[name, "Degraded", "false", "PodUnschedulable"][..]),
+            "{listed}"
+        );
+        let status = api
+            .get(name)
+            .await
+            .expect("cluster")
+            .status
+            .unwrap_or_default();
+        let progressing = condition(&status.core.conditions, PROGRESSING).expect("Progressing");
+        assert_eq!(
+            (progressing.status.as_str(), progressing.reason.as_str()),
+            ("False", "PodUnschedulable")
+        );
+        // Without the selector the new pods run, the Pending ones go, and nothing is left
+        // degraded.
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"gateway": {"nodeSelector": null}}})),
+        )
+        .await
+        .expect("selector removed");
+        let healthy = wait_healthy(&api, name).await.status.unwrap_or_default();
+        let degraded = condition(&healthy.core.conditions, DEGRADED).expect("Degraded");
+        assert_eq!(degraded.status, "False", "{degraded:?}");
+        assert_eq!(healthy.gateway.ready_replicas, 2);
+    })
+    .await;
+}
+
 /// Waits until the `Ready` condition of `name` is False with `reason`, and returns it.
 async fn wait_for_ready_reason<K>(
     api: &Api<K>,

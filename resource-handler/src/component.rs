@@ -6,6 +6,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Resource;
 use kube::core::NamespaceResourceScope;
 use multigres_api::crd::ComponentStatus;
+use multigres_api::meta::ComponentLabel;
 use multigres_api::status::WithStatus;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -60,6 +61,9 @@ pub trait Component:
 {
     /// The kind of the main workload (named like the component object).
     const WORKLOAD: WorkloadKind;
+
+    /// The `app.kubernetes.io/component` label of its objects and pods.
+    const LABEL: ComponentLabel;
 
     /// The objects this component should have with this handler's settings `ctx`, or why they
     /// cannot be built.

@@ -5,6 +5,7 @@ mod builders;
 mod component;
 mod context;
 mod error;
+mod pods;
 mod reconcile;
 pub mod run;
 mod status;

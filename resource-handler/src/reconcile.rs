@@ -2,6 +2,7 @@
 //! `multigres_runtime::reconcile`.
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -32,7 +33,7 @@ impl<C: Component> Reconciler<C> for Context {
     }
 
     /// Build (pure) → check the claims of a StatefulSet about to be created → apply each
-    /// object that changed → derive the status from the live workload.
+    /// object that changed → derive the status from the live workload and its pods.
     async fn reconcile(&self, obj: &C) -> Result<Outcome<ComponentStatus, Error>, Error> {
         let object = object_ref(obj);
         let Some(ns) = obj.namespace() else {
@@ -53,16 +54,28 @@ impl<C: Component> Reconciler<C> for Context {
             ),
             Ok(workloads) => check_and_apply(self, obj, &ns, &object, workloads).await,
         };
-        let workload = live_workload(self, C::WORKLOAD, &ns, &obj.name_any());
+        let name = obj.name_any();
+        let workload = live_workload(self, C::WORKLOAD, &ns, &name);
+        let pods = self
+            .pod_health
+            .of(C::LABEL, &ns, &name, Timestamp::now(), |pod| {
+                self.pods
+                    .get(&ObjectRef::<Pod>::new(pod).within(&ns))
+                    .is_some()
+            });
         let status = component_status(
             obj.current_status(),
             obj.meta().generation,
             &attempt,
             workload,
+            pods.problem.as_ref(),
             C::WORKLOAD.as_str(),
             &Time(Timestamp::now()),
         );
-        Ok(Outcome::new(status, result))
+        Ok(Outcome {
+            recheck: pods.recheck,
+            ..Outcome::new(status, result)
+        })
     }
 }
 

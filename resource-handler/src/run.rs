@@ -1,12 +1,12 @@
 //! Wiring of the resource-handler process: flags, logging, client, one shared watch per
-//! workload type, four controllers, leader election, shutdown.
+//! owned type and one of pods, four controllers, leader election, shutdown.
 
 use std::sync::Arc;
 
 use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::reflector::ReflectHandle;
 use kube::runtime::{Controller, watcher};
@@ -23,6 +23,7 @@ use multigres_runtime::watch::SharedWatch;
 use crate::builders::{BuildContext, DataPlaneTracing};
 use crate::component::Component;
 use crate::context::Context;
+use crate::pods::{self, PodHealth};
 use multigres_runtime::reconcile::{Bookkeeping, error_policy, reconcile};
 
 /// Command-line flags of the resource-handler.
@@ -102,26 +103,45 @@ async fn controllers(
     let services = SharedWatch::<Service>::new(RESOURCE_HANDLER_MANAGER);
     let config_maps = SharedWatch::<ConfigMap>::new(RESOURCE_HANDLER_MANAGER);
     let disruption_budgets = SharedWatch::<PodDisruptionBudget>::new(RESOURCE_HANDLER_MANAGER);
-    let etcd_owns = Owned::new(statefulsets.subscribe()?, services.subscribe()?);
+    let pods = SharedWatch::<Pod>::new(RESOURCE_HANDLER_MANAGER).trimmed(pods::trim);
+    let etcd_owns = Owned::new(
+        statefulsets.subscribe()?,
+        services.subscribe()?,
+        pods.subscribe()?,
+    );
     // Only poolers have ConfigMaps and PodDisruptionBudgets.
     let pooler_owns = Owned {
         config_maps: Some(config_maps.subscribe()?),
         disruption_budgets: Some(disruption_budgets.subscribe()?),
-        ..Owned::new(statefulsets.subscribe()?, services.subscribe()?)
+        ..Owned::new(
+            statefulsets.subscribe()?,
+            services.subscribe()?,
+            pods.subscribe()?,
+        )
     };
-    let gateway_owns = Owned::new(deployments.subscribe()?, services.subscribe()?);
-    let orch_owns = Owned::new(deployments.subscribe()?, services.subscribe()?);
+    let gateway_owns = Owned::new(
+        deployments.subscribe()?,
+        services.subscribe()?,
+        pods.subscribe()?,
+    );
+    let orch_owns = Owned::new(
+        deployments.subscribe()?,
+        services.subscribe()?,
+        pods.subscribe()?,
+    );
     let statefulsets = statefulsets.spawn(common.watch_api(&client), stop.clone());
     let deployments = deployments.spawn(common.watch_api(&client), stop.clone());
     let services = services.spawn(common.watch_api(&client), stop.clone());
     let config_maps = config_maps.spawn(common.watch_api(&client), stop.clone());
     let disruption_budgets = disruption_budgets.spawn(common.watch_api(&client), stop.clone());
+    let pods = pods.spawn(common.watch_api(&client), stop.clone());
     let caches = CachesReady::new([
         statefulsets.readiness(),
         deployments.readiness(),
         services.readiness(),
         config_maps.readiness(),
         disruption_budgets.readiness(),
+        pods.readiness(),
     ]);
     let ctx = Arc::new(Context {
         run: Bookkeeping::new(
@@ -137,6 +157,8 @@ async fn controllers(
         services,
         config_maps,
         disruption_budgets,
+        pods,
+        pod_health: Arc::new(PodHealth::default()),
         build,
     });
     tracing::info!("multigres-resource-handler is running");
@@ -175,22 +197,29 @@ async fn controllers(
 }
 
 /// The change streams of the objects one controller owns (workload type `W`): a change to any
-/// of them, a hand edit or a deletion, reconciles the owner, which puts it back.
+/// of them, a hand edit or a deletion, reconciles the owner, which puts it back. Its pods'
+/// changes reconcile it when a pod's problem appears, changes or clears.
 struct Owned<W: Resource<DynamicType = ()> + Clone + 'static> {
     workloads: ReflectHandle<W>,
     services: ReflectHandle<Service>,
     config_maps: Option<ReflectHandle<ConfigMap>>,
     disruption_budgets: Option<ReflectHandle<PodDisruptionBudget>>,
+    pods: ReflectHandle<Pod>,
 }
 
 impl<W: Resource<DynamicType = ()> + Clone + 'static> Owned<W> {
-    /// A workload and its Services, nothing else.
-    fn new(workloads: ReflectHandle<W>, services: ReflectHandle<Service>) -> Self {
+    /// A workload, its Services and its pods, nothing else.
+    fn new(
+        workloads: ReflectHandle<W>,
+        services: ReflectHandle<Service>,
+        pods: ReflectHandle<Pod>,
+    ) -> Self {
         Owned {
             workloads,
             services,
             config_maps: None,
             disruption_budgets: None,
+            pods,
         }
     }
 }
@@ -217,11 +246,15 @@ async fn run_controller<C, W>(
         services,
         config_maps,
         disruption_budgets,
+        pods,
     } = owned;
+    let health = ctx.pod_health.clone();
+    let pod_changes = pods.filter(move |pod| std::future::ready(health.observe(C::LABEL, pod)));
     let mut controller = Controller::new(api, watcher::Config::default())
         .with_config(config)
         .owns_shared_stream(workloads)
-        .owns_shared_stream(services);
+        .owns_shared_stream(services)
+        .watches_shared_stream(pod_changes, |pod| pods::owner_of::<C>(&pod));
     if let Some(config_maps) = config_maps {
         controller = controller.owns_shared_stream(config_maps);
     }

@@ -5,6 +5,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use multigres_api::conditions::{ConditionUpdate, DEGRADED, PROGRESSING, READY, set_condition};
 use multigres_api::crd::ComponentStatus;
 
+use crate::pods::PodProblem;
+
 /// Pod counts of a StatefulSet or Deployment as its controller reports them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WorkloadState {
@@ -50,14 +52,16 @@ pub enum Attempt {
     Held(&'static str, String),
 }
 
-/// The status to record for an object at `generation`, given what happened and the live
-/// workload (`None` while it does not exist yet). Conditions keep their transition times from
-/// `previous` when they did not flip, so an unchanged situation yields an equal status.
+/// The status to record for an object at `generation`, given what happened, the live
+/// workload (`None` while it does not exist yet) and what keeps one of its pods from running.
+/// Conditions keep their transition times from `previous` when they did not flip, so an
+/// unchanged situation yields an equal status.
 pub fn component_status(
     previous: Option<&ComponentStatus>,
     generation: Option<i64>,
     attempt: &Attempt,
     workload: Option<WorkloadState>,
+    pods: Option<&PodProblem>,
     workload_kind: &str,
     now: &Time,
 ) -> ComponentStatus {
@@ -68,12 +72,31 @@ pub fn component_status(
     let counts = workload.map_or_else(String::new, |w| {
         format!("{}/{} pods ready", w.ready_replicas, w.replicas)
     });
-    let (ready, progressing) = match (attempt, workload) {
-        (Attempt::Invalid(reason, message), _) => (
+    // A pod that cannot run matters while the workload is short of ready pods of its spec.
+    let stuck = match (attempt, workload) {
+        (Attempt::Applied, Some(w)) if !(w.rolled_out && w.ready_replicas >= w.replicas) => pods,
+        _ => None,
+    };
+    let (ready, progressing) = match (attempt, workload, stuck) {
+        (_, _, Some(pod)) => (
+            ConditionUpdate::new(
+                READY,
+                false,
+                pod.reason,
+                format!("{counts}; {}", pod.message),
+            ),
+            ConditionUpdate::new(
+                PROGRESSING,
+                false,
+                pod.reason,
+                "waiting until the pod can run",
+            ),
+        ),
+        (Attempt::Invalid(reason, message), _, _) => (
             ConditionUpdate::new(READY, false, reason, message.clone()),
             ConditionUpdate::new(PROGRESSING, false, reason, "the spec must be fixed first"),
         ),
-        (Attempt::Held(reason, message), _) => (
+        (Attempt::Held(reason, message), _, _) => (
             ConditionUpdate::new(READY, false, reason, message.clone()),
             ConditionUpdate::new(
                 PROGRESSING,
@@ -82,11 +105,11 @@ pub fn component_status(
                 "nothing is created until this is resolved; retrying with backoff",
             ),
         ),
-        (Attempt::ApplyFailed(message), _) => (
+        (Attempt::ApplyFailed(message), _, _) => (
             ConditionUpdate::new(READY, false, "ApplyFailed", message.clone()),
             ConditionUpdate::new(PROGRESSING, false, "ApplyFailed", "retrying with backoff"),
         ),
-        (Attempt::Applied, None) => (
+        (Attempt::Applied, None, _) => (
             ConditionUpdate::new(
                 READY,
                 false,
@@ -100,7 +123,7 @@ pub fn component_status(
                 format!("the {workload_kind} was created"),
             ),
         ),
-        (Attempt::Applied, Some(w)) if w.rolled_out && w.ready_replicas >= w.replicas => (
+        (Attempt::Applied, Some(w), _) if w.rolled_out && w.ready_replicas >= w.replicas => (
             ConditionUpdate::new(READY, true, "AllReplicasReady", counts),
             ConditionUpdate::new(
                 PROGRESSING,
@@ -109,7 +132,7 @@ pub fn component_status(
                 "every pod runs the current spec",
             ),
         ),
-        (Attempt::Applied, Some(w)) => (
+        (Attempt::Applied, Some(w), _) => (
             ConditionUpdate::new(READY, false, "ReplicasNotReady", counts),
             if w.rolled_out {
                 ConditionUpdate::new(
@@ -129,11 +152,12 @@ pub fn component_status(
         ),
     };
     // Degraded names a failure retrying cannot fix, for the parents to report at the top.
-    let degraded = match attempt {
-        Attempt::Invalid(reason, message) | Attempt::Held(reason, message) => {
+    let degraded = match (attempt, stuck) {
+        (_, Some(pod)) => ConditionUpdate::new(DEGRADED, true, pod.reason, pod.message.clone()),
+        (Attempt::Invalid(reason, message) | Attempt::Held(reason, message), None) => {
             ConditionUpdate::new(DEGRADED, true, reason, message.clone())
         }
-        Attempt::ApplyFailed(_) | Attempt::Applied => {
+        (Attempt::ApplyFailed(_) | Attempt::Applied, None) => {
             ConditionUpdate::new(DEGRADED, false, "AsExpected", "nothing blocks this object")
         }
     };
@@ -184,6 +208,7 @@ mod tests {
             Some(1),
             &Attempt::Applied,
             Some(w),
+            None,
             "StatefulSet",
             &now(),
         );
@@ -204,6 +229,7 @@ mod tests {
             Some(1),
             &Attempt::Applied,
             Some(w),
+            None,
             "StatefulSet",
             &now(),
         );
@@ -221,6 +247,7 @@ mod tests {
             None,
             Some(4),
             &Attempt::Invalid("InvalidImage", "bad image".into()),
+            None,
             None,
             "Deployment",
             &now(),
@@ -240,6 +267,7 @@ mod tests {
             Some(4),
             &Attempt::ApplyFailed("Service x: forbidden".into()),
             None,
+            None,
             "Deployment",
             &now(),
         );
@@ -255,6 +283,7 @@ mod tests {
             None,
             Some(2),
             &Attempt::Held("VolumesFromAnotherObject", "delete the claims".into()),
+            None,
             None,
             "StatefulSet",
             &now(),
@@ -275,7 +304,7 @@ mod tests {
     #[test]
     fn degraded_names_only_what_retrying_cannot_fix() {
         let degraded = |attempt: &Attempt| {
-            let s = component_status(None, Some(3), attempt, None, "StatefulSet", &now());
+            let s = component_status(None, Some(3), attempt, None, None, "StatefulSet", &now());
             let c = condition(&s.conditions, DEGRADED).expect("Degraded condition");
             (c.status.clone(), c.reason.clone(), c.message.clone())
         };
@@ -309,6 +338,7 @@ mod tests {
             Some(1),
             &Attempt::Applied,
             Some(w),
+            None,
             "StatefulSet",
             &now(),
         );
@@ -318,9 +348,78 @@ mod tests {
             Some(1),
             &Attempt::Applied,
             Some(w),
+            None,
             "StatefulSet",
             &later,
         );
         assert_eq!(first, again, "no status write when nothing changed");
+    }
+
+    #[test]
+    fn a_pod_that_cannot_run_degrades_the_component_until_the_workload_is_ready() {
+        let pod = PodProblem {
+            reason: "PodUnschedulable",
+            message: "pod x-0 cannot be scheduled: 0/4 nodes are available".into(),
+            unplaced_since: None,
+        };
+        let short = statefulset_state(&sts(1, 3, 1, 3, 2));
+        let s = component_status(
+            None,
+            Some(1),
+            &Attempt::Applied,
+            Some(short),
+            Some(&pod),
+            "StatefulSet",
+            &now(),
+        );
+        let said = |kind| {
+            let c = condition(&s.conditions, kind).expect("condition");
+            (c.status.clone(), c.reason.clone(), c.message.clone())
+        };
+        let expect = |status: &str, message: &str| {
+            (
+                status.to_string(),
+                "PodUnschedulable".to_string(),
+                message.to_string(),
+            )
+        };
+        assert_eq!(
+            said(READY),
+            expect(
+                "False",
+                "2/3 pods ready; pod x-0 cannot be scheduled: 0/4 nodes are available"
+            )
+        );
+        assert_eq!(
+            said(PROGRESSING),
+            expect("False", "waiting until the pod can run")
+        );
+        assert_eq!(said(DEGRADED), expect("True", &pod.message));
+        // Every pod ready on the current spec: a leftover pod's problem does not matter.
+        let all = statefulset_state(&sts(1, 3, 1, 3, 3));
+        let s = component_status(
+            Some(&s),
+            Some(1),
+            &Attempt::Applied,
+            Some(all),
+            Some(&pod),
+            "StatefulSet",
+            &now(),
+        );
+        assert!(s.ready);
+        let degraded = condition(&s.conditions, DEGRADED).expect("Degraded");
+        assert_eq!(degraded.status, "False");
+        // A spec that cannot be built says so, whatever the pods do.
+        let s = component_status(
+            None,
+            Some(1),
+            &Attempt::Invalid("InvalidImage", "bad image".into()),
+            Some(short),
+            Some(&pod),
+            "StatefulSet",
+            &now(),
+        );
+        let degraded = condition(&s.conditions, DEGRADED).expect("Degraded");
+        assert_eq!(degraded.reason, "InvalidImage");
     }
 }

@@ -148,6 +148,7 @@ fn initial_cluster(name: &str, peer_service: &str, namespace: &str, replicas: i3
 
 impl crate::component::Component for Etcd {
     const WORKLOAD: WorkloadKind = WorkloadKind::StatefulSet;
+    const LABEL: ComponentLabel = ComponentLabel::Etcd;
 
     /// etcd is not a Multigres process: the context (trace export) does not apply.
     fn build(&self, _ctx: &BuildContext) -> Result<Workloads, BuildError> {

@@ -57,6 +57,7 @@ pub fn gateway(
 
 impl crate::component::Component for MultiGateway {
     const WORKLOAD: WorkloadKind = WorkloadKind::Deployment;
+    const LABEL: ComponentLabel = ComponentLabel::Gateway;
 
     fn build(&self, ctx: &BuildContext) -> Result<Workloads, BuildError> {
         let DeploymentObjects {

@@ -51,6 +51,7 @@ pub fn orch(orch: &MultiOrch, ctx: &BuildContext) -> Result<DeploymentObjects, B
 
 impl crate::component::Component for MultiOrch {
     const WORKLOAD: WorkloadKind = WorkloadKind::Deployment;
+    const LABEL: ComponentLabel = ComponentLabel::Orch;
 
     fn build(&self, ctx: &BuildContext) -> Result<Workloads, BuildError> {
         let DeploymentObjects {

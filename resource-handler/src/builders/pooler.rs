@@ -371,6 +371,7 @@ fn postgres_container(shape: &PodShape, image: &str, shared: &Shared) -> Contain
 
 impl crate::component::Component for MultiPooler {
     const WORKLOAD: WorkloadKind = WorkloadKind::StatefulSet;
+    const LABEL: ComponentLabel = ComponentLabel::Pooler;
 
     fn build(&self, ctx: &BuildContext) -> Result<Workloads, BuildError> {
         let PoolerObjects {

@@ -14,6 +14,7 @@ pub struct SharedWatch<K: Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
     writer: reflector::store::Writer<K>,
     manager: &'static str,
+    trim: fn(&mut K),
 }
 
 impl<K> SharedWatch<K>
@@ -33,7 +34,15 @@ where
             store,
             writer,
             manager,
+            trim: |_| {},
         }
+    }
+
+    /// Also passes every object through `trim` on arrival, to keep only the fields the
+    /// handler reads (for types whose objects are large and many, such as pods).
+    pub fn trimmed(mut self, trim: fn(&mut K)) -> Self {
+        self.trim = trim;
+        self
     }
 
     /// A stream of changes for one controller; call once per controller before `spawn`.
@@ -49,9 +58,13 @@ where
         let config =
             watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={}", self.manager));
         let kind = K::kind(&()).to_string();
+        let trim = self.trim;
         let stream = watcher(api, config)
             .default_backoff()
-            .modify(drop_managed_fields)
+            .modify(move |obj| {
+                drop_managed_fields(obj);
+                trim(obj);
+            })
             .reflect_shared(self.writer)
             .for_each(move |event| {
                 if let Err(err) = event {
