@@ -16,7 +16,8 @@ use e2e::{TestEnv, install_crds, wait_until, with_namespace};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use multigres_api::crd::MultigresCluster;
+use multigres_api::conditions::{DEGRADED, READY, condition};
+use multigres_api::crd::{MultiGateway, MultigresCluster};
 use serde_json::{Value, json};
 
 const CLUSTER: &str = "dp";
@@ -259,6 +260,78 @@ async fn a_cluster_on_the_real_node_runs_every_process_and_joins_the_topology() 
                 handler.name
             );
         }
+    })
+    .await;
+}
+
+/// A gateway whose image holds no Multigres: on the real node the kubelet fails to start its
+/// container again and again, and the MultiGateway says so, quoting how the container ended
+/// (the kubelet's `CrashLoopBackOff` and last termination, not a simulation of them).
+#[tokio::test]
+async fn a_gateway_whose_container_keeps_failing_is_degraded_with_its_last_exit() {
+    let env = TestEnv::load();
+    let client = e2e::k8s::admin_client(&env).await;
+    install_crds(&client).await;
+    real_node::ensure(&env, &client).await;
+    with_namespace(&client, "crashloop", |client, ns| async move {
+        let (_cluster_handler, _resource_handler) = handlers(&env, &ns.name).await;
+        let api: Api<MultiGateway> = Api::namespaced(client.clone(), &ns.name);
+        let spec = on_real_node(json!({
+            "cell": "zone-a", "replicas": 1, "image": real_node::BUSYBOX_IMAGE,
+            "topo": {"globalServerAddresses": "nowhere.invalid:2379"},
+        }));
+        let gateway: MultiGateway = serde_json::from_value(json!({
+            "apiVersion": "multigres.com/v1alpha1", "kind": "MultiGateway",
+            "metadata": {"name": "crashing"}, "spec": spec,
+        }))
+        .expect("gateway");
+        api.create(&PostParams::default(), &gateway)
+            .await
+            .expect("created");
+        let degraded = wait_until(
+            "the MultiGateway Degraded with PodCrashLooping",
+            START_TIMEOUT,
+            || async {
+                let s = api
+                    .get("crashing")
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .status
+                    .unwrap_or_default();
+                match condition(&s.conditions, DEGRADED) {
+                    Some(d) if d.status == "True" && d.reason == "PodCrashLooping" => Ok(d.clone()),
+                    other => Err(format!(
+                        "Degraded {other:?}, Ready {:?}",
+                        condition(&s.conditions, READY)
+                    )),
+                }
+            },
+        )
+        .await;
+        // The binary the builder runs is not in the image: the runtime's own words.
+        let said = &degraded.message;
+        eprintln!("MultiGateway crashing: Degraded {said}");
+        assert!(
+            said.starts_with("pod crashing-")
+                && said.contains(
+                    ": container multigateway keeps restarting; it last exited with code "
+                )
+                && said.contains("multigateway"),
+            "{said}"
+        );
+        let ready = api
+            .get("crashing")
+            .await
+            .expect("gateway")
+            .status
+            .unwrap_or_default();
+        let ready = condition(&ready.conditions, READY).expect("Ready").clone();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "PodCrashLooping"),
+            "{ready:?}"
+        );
+        assert_eq!(ready.message, format!("0/1 pods ready; {said}"));
     })
     .await;
 }
