@@ -15,7 +15,7 @@ use multigres_api::meta::{
     MAX_STATEFULSET_NAME, cell_component_name, child_meta, object_ref, standard_labels,
 };
 use multigres_runtime::apply::Desired;
-use multigres_runtime::fanout::{describe, failures, written};
+use multigres_runtime::fanout::{describe, failures, only_going_away, written};
 use multigres_runtime::reconcile::{Bookkeeping, Outcome, Reconciler};
 use multigres_telemetry::spans;
 
@@ -167,6 +167,7 @@ async fn observe(ctx: &Context, obj: &Cell) -> Result<Outcome<CellStatus, Error>
                     Err(Error::Children {
                         object: object.clone(),
                         failed,
+                        going_away: only_going_away(&writes),
                     }),
                 )
             }

@@ -19,7 +19,7 @@ use multigres_api::meta::{
     generated_password_secret, is_controlled_by, object_ref, standard_labels,
 };
 use multigres_runtime::apply::Desired;
-use multigres_runtime::fanout::{describe, failures, written};
+use multigres_runtime::fanout::{describe, failures, only_going_away, written};
 use multigres_runtime::reconcile::{Bookkeeping, Outcome, Reconciler};
 use multigres_telemetry::spans;
 
@@ -375,6 +375,7 @@ async fn observe(
                         Err(Error::Children {
                             object: object.clone(),
                             failed: failed.clone(),
+                            going_away: only_going_away(&writes),
                         }),
                     )
                 } else {

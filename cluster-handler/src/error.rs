@@ -43,6 +43,8 @@ pub enum Error {
     Children {
         object: String,
         failed: Vec<(String, String)>,
+        /// Each failed only because the namespace is being deleted.
+        going_away: bool,
     },
 
     /// A child that is no longer wanted could not be deleted.
@@ -90,6 +92,18 @@ impl multigres_runtime::reconcile::Failure for Error {
             self,
             Self::Spec { .. } | Self::Credentials { .. } | Self::Backup { .. }
         )
+    }
+
+    fn going_away(&self) -> bool {
+        match self {
+            Self::Children { going_away, .. } => *going_away,
+            Self::Cleanup { source, .. } => multigres_runtime::gone::going_away(source),
+            Self::Status(failed) => multigres_runtime::gone::going_away(&failed.source),
+            Self::Spec { .. }
+            | Self::Credentials { .. }
+            | Self::Backup { .. }
+            | Self::Topology { .. } => false,
+        }
     }
 }
 

@@ -663,6 +663,72 @@ async fn a_pod_no_node_fits_degrades_the_cluster_until_the_spec_lets_it_run() {
     .await;
 }
 
+/// Deleting a namespace while its cluster is being created is a normal moment, not an error:
+/// what the handlers could not write there (refused by the terminating namespace, or gone) is
+/// logged as information, never at ERROR, and they do not crash.
+#[tokio::test]
+async fn deleting_the_namespace_during_creation_logs_no_error() {
+    let client = admin().await;
+    with_namespace(&client, "ch-ns-gone", |client, ns| async move {
+        let (mut cluster_handler, mut resource_handler) = both_handlers(&ns.name).await;
+        let api: Api<MultigresCluster> = Api::namespaced(client.clone(), &ns.name);
+        api.create(&PostParams::default(), &sample("multi-cell-cluster.yaml"))
+            .await
+            .expect("cluster created");
+        let pools: Api<MultiPooler> = Api::namespaced(client.clone(), &ns.name);
+        wait_until("a MultiPooler to exist", TIMEOUT, || async {
+            let n = pools
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .len();
+            if n > 0 {
+                Ok(())
+            } else {
+                Err("none yet".to_string())
+            }
+        })
+        .await;
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        namespaces
+            .delete(&ns.name, &DeleteParams::background())
+            .await
+            .expect("namespace deleted");
+        wait_until("the namespace to be gone", TIMEOUT, || async {
+            match namespaces
+                .get_opt(&ns.name)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                None => Ok(()),
+                Some(n) => Err(format!("{:?}", n.status.and_then(|s| s.phase))),
+            }
+        })
+        .await;
+        for handler in [&mut cluster_handler, &mut resource_handler] {
+            assert!(handler.is_running(), "{}", handler.log_tail(20));
+            let errors: Vec<_> = handler
+                .log_lines()
+                .into_iter()
+                .filter(|l| l["level"] == "ERROR")
+                .collect();
+            let going_away = handler
+                .log_lines()
+                .into_iter()
+                .filter(|l| {
+                    l["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("going away"))
+                })
+                .count();
+            eprintln!("{going_away} reconciles stopped as going away");
+            assert!(errors.is_empty(), "{errors:#?}");
+        }
+    })
+    .await;
+}
+
 /// Waits until the `Ready` condition of `name` is False with `reason`, and returns it.
 async fn wait_for_ready_reason<K>(
     api: &Api<K>,

@@ -443,3 +443,57 @@ async fn etcd_replicas_cannot_change_after_creation() {
     })
     .await;
 }
+
+/// The answers the handlers take for "going away" (logged as information, no Warning Event),
+/// read from the real API server: a namespace being deleted refuses new objects with the cause
+/// `NamespaceTerminating`, and a write to an object that is gone is a 404 naming it. A type the
+/// API server does not serve stays a failure.
+#[tokio::test]
+async fn a_terminating_namespace_and_a_deleted_object_read_as_going_away() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    use kube::api::{DeleteParams, Patch, PatchParams};
+    use multigres_runtime::gone::going_away;
+    let (_env, client) = client().await;
+    install_crds(&client).await;
+    with_namespace(&client, "going-away", |client, ns| async move {
+        let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+        let config_map = |name: &str, finalizers: Vec<&str>| {
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "finalizers": finalizers}})
+        };
+        let apply = PatchParams::apply("multigres-e2e");
+        // Its finalizer keeps the namespace terminating while the test writes into it.
+        config_maps
+            .patch("held", &apply, &Patch::Apply(config_map("held", vec!["multigres.com/e2e-hold"])))
+            .await
+            .expect("held created");
+        let clusters: Api<multigres_api::crd::MultigresCluster> = Api::namespaced(client.clone(), &ns.name);
+        let status = serde_json::json!({"apiVersion": "multigres.com/v1alpha1", "kind": "MultigresCluster", "status": {}});
+        let gone = clusters
+            .patch_status("never-was", &apply, &Patch::Apply(status))
+            .await
+            .expect_err("no such cluster");
+        assert!(going_away(&gone), "{gone:?}");
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("multigres.com", "v1alpha1", "NoSuchKind"));
+        let unserved = Api::<DynamicObject>::namespaced_with(client.clone(), &ns.name, &resource)
+            .get("x")
+            .await
+            .expect_err("not served");
+        assert!(!going_away(&unserved), "{unserved:?}");
+
+        Api::<Namespace>::all(client.clone())
+            .delete(&ns.name, &DeleteParams::background())
+            .await
+            .expect("namespace deleted");
+        let refused = config_maps
+            .patch("new", &apply, &Patch::Apply(config_map("new", vec![])))
+            .await
+            .expect_err("a terminating namespace takes no new objects");
+        assert!(going_away(&refused), "{refused:?}");
+        config_maps
+            .patch("held", &PatchParams::default(), &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})))
+            .await
+            .expect("finalizer removed");
+    })
+    .await;
+}

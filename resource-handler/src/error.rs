@@ -38,6 +38,8 @@ pub enum Error {
         object: String,
         /// `(Kind name, error)` of every object that could not be applied.
         failed: Vec<(String, String)>,
+        /// Each failed only because the namespace is being deleted.
+        going_away: bool,
     },
 
     /// Writing the status failed.
@@ -74,5 +76,14 @@ impl multigres_runtime::reconcile::Failure for Error {
 
     fn user_must_act(&self) -> bool {
         matches!(self, Self::Build { .. } | Self::ForeignVolumes { .. })
+    }
+
+    fn going_away(&self) -> bool {
+        match self {
+            Self::Apply { going_away, .. } => *going_away,
+            Self::ListClaims { source, .. } => multigres_runtime::gone::going_away(source),
+            Self::Status(failed) => multigres_runtime::gone::going_away(&failed.source),
+            Self::Build { .. } | Self::ForeignVolumes { .. } | Self::NotStored { .. } => false,
+        }
     }
 }

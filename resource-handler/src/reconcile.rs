@@ -10,7 +10,7 @@ use kube::{Api, Resource, ResourceExt};
 use multigres_api::crd::ComponentStatus;
 use multigres_api::meta::object_ref;
 use multigres_runtime::apply::Desired;
-use multigres_runtime::fanout::{FanOut, failures};
+use multigres_runtime::fanout::{FanOut, failures, only_going_away};
 use multigres_runtime::reconcile::{Bookkeeping, Outcome, Reconciler};
 use multigres_telemetry::spans;
 use opentelemetry::KeyValue;
@@ -146,6 +146,7 @@ async fn apply_all<C: Component>(
     Err(Error::Apply {
         object: object.to_string(),
         failed,
+        going_away: only_going_away(&writes),
     })
 }
 

@@ -23,6 +23,9 @@ pub struct ChildWrite {
     /// The child, for Events about it.
     pub child: ObjectReference,
     pub result: Result<Decision, String>,
+    /// The failure only says that the child's namespace is being deleted (see
+    /// [`crate::gone::going_away`]).
+    pub going_away: bool,
 }
 
 /// A set of child applies running concurrently.
@@ -61,8 +64,9 @@ impl FanOut {
         let recent = self.recent.clone();
         // The task runs in the reconcile's span, so each child's `apply` span is its child.
         let task = async move {
-            let result = apply(&api, manager, &recent, desired, live.as_deref())
-                .await
+            let applied = apply(&api, manager, &recent, desired, live.as_deref()).await;
+            let going_away = applied.as_ref().is_err_and(crate::gone::going_away);
+            let result = applied
                 .map(|applied| applied.decision)
                 .map_err(|e| e.to_string());
             if let Ok(decision) = &result
@@ -70,7 +74,12 @@ impl FanOut {
             {
                 tracing::info!(child = id, decision = decision.as_str(), "applied");
             }
-            ChildWrite { id, child, result }
+            ChildWrite {
+                id,
+                child,
+                result,
+                going_away,
+            }
         };
         self.tasks.spawn(task.in_current_span());
     }
@@ -84,6 +93,7 @@ impl FanOut {
                 id: "child task".to_string(),
                 child: ObjectReference::default(),
                 result: Err(format!("task failed: {e}")),
+                going_away: false,
             }));
         }
         done.sort_by(|a, b| a.id.cmp(&b.id));
@@ -107,6 +117,12 @@ pub fn describe(failed: &[(String, String)]) -> String {
         .map(|(id, e)| format!("{id}: {e}"))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Whether some children failed, each only because its namespace is being deleted.
+pub fn only_going_away(writes: &[ChildWrite]) -> bool {
+    let mut failed = writes.iter().filter(|w| w.result.is_err()).peekable();
+    failed.peek().is_some() && failed.all(|w| w.going_away)
 }
 
 /// The failed children of a fan-out as `(id, error)`.
@@ -369,5 +385,41 @@ mod tests {
             );
             assert!(child.parent_span_is_remote);
         }
+    }
+
+    #[tokio::test]
+    async fn children_refused_by_a_terminating_namespace_only_say_it_is_going_away() {
+        let (_spans, _default) = capture_spans();
+        // The namespace lifecycle admission's answer, and a webhook's refusal for `bad`.
+        let service = tower::service_fn(|request: Request<Body>| async move {
+            let cause = if request.uri().path().ends_with("/bad") {
+                "FieldValueForbidden"
+            } else {
+                "NamespaceTerminating"
+            };
+            let body = serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403,
+                "reason": "Forbidden", "message": "refused",
+                "details": {"name": "x", "causes": [{"reason": cause}]},
+            });
+            let mut response = Response::new(Body::from(body.to_string().into_bytes()));
+            *response.status_mut() = http::StatusCode::FORBIDDEN;
+            Ok::<_, Infallible>(response)
+        });
+        let api: Api<MultiGateway> =
+            Api::namespaced(kube::Client::new(service, "default"), "default");
+        let fan_out = |names: &'static [&'static str]| {
+            let api = api.clone();
+            async move {
+                let mut fan = FanOut::new("multigres-test", Default::default());
+                for name in names {
+                    fan.apply(api.clone(), Desired::new(gateway(name)), None);
+                }
+                fan.join().await
+            }
+        };
+        assert!(only_going_away(&fan_out(&["a", "c"]).await));
+        assert!(!only_going_away(&fan_out(&["a", "bad"]).await));
+        assert!(!only_going_away(&[]), "nothing failed");
     }
 }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod events;
 pub mod fanout;
+pub mod gone;
 pub mod kubeconnect;
 pub mod leader;
 pub mod metrics;

@@ -26,6 +26,7 @@ use multigres_api::meta::object_ref;
 use multigres_api::status::{ObjectStatus, WithStatus};
 use multigres_telemetry::spans;
 use serde::de::DeserializeOwned;
+use tracing::Level;
 
 use crate::events::EventRecorder;
 use crate::fanout::FanOut;
@@ -44,6 +45,12 @@ pub trait Failure: std::error::Error + Send + Sync + 'static {
     /// Whether the user must change something (the spec, a Secret, volumes in the way) before
     /// a retry can succeed: the log line is then a warning, not an error.
     fn user_must_act(&self) -> bool;
+    /// Whether the failure only says that the object or its namespace is going away (deleted
+    /// during the reconcile, a namespace being deleted; see [`crate::gone`]): a normal moment of
+    /// an object's life, logged as information, with no Warning Event.
+    fn going_away(&self) -> bool {
+        false
+    }
 }
 
 /// What one reconcile found: the status to write and how the reconcile went.
@@ -172,8 +179,8 @@ where
 }
 
 /// The one log line of a failed reconcile (inside its root span, so it carries the trace id),
-/// its error metric, its next backoff delay and its Warning Event. A failure the user must fix
-/// (a spec, credentials) is a warning; the others are errors.
+/// its error metric, its next backoff delay and its Warning Event (none for an object going
+/// away: see [`log_level`]).
 async fn report_failure<K, E>(obj: &K, run: &Bookkeeping, err: &E)
 where
     K: Resource<DynamicType = ()>,
@@ -185,12 +192,31 @@ where
     let delay = run.backoffs.next(&backoff_key(obj));
     run.metrics.count_error(&kind, category);
     let retry_in_secs = delay.as_secs();
-    if err.user_must_act() {
-        tracing::warn!(object, kind = %kind, error = %err, category, retry_in_secs, "reconcile failed");
-    } else {
-        tracing::error!(object, kind = %kind, error = %err, category, retry_in_secs, "reconcile failed");
+    match log_level(err) {
+        Level::INFO => {
+            tracing::info!(object, kind = %kind, error = %err, category, retry_in_secs, "reconcile stopped: the object or its namespace is going away");
+            return;
+        }
+        Level::WARN => {
+            tracing::warn!(object, kind = %kind, error = %err, category, retry_in_secs, "reconcile failed");
+        }
+        _ => {
+            tracing::error!(object, kind = %kind, error = %err, category, retry_in_secs, "reconcile failed");
+        }
     }
     run.events.failed(obj, err.reason(), &err.to_string()).await;
+}
+
+/// How a failed reconcile is logged: information when the object is going away, a warning when
+/// the user must act, an error otherwise.
+fn log_level(err: &impl Failure) -> Level {
+    if err.going_away() {
+        Level::INFO
+    } else if err.user_must_act() {
+        Level::WARN
+    } else {
+        Level::ERROR
+    }
 }
 
 /// The key of `obj`'s failures in the per-object backoff.
@@ -269,4 +295,45 @@ where
     R: Reconciler<K>,
 {
     Action::requeue(ctx.bookkeeping().backoffs.last(&backoff_key(obj.as_ref())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("failed")]
+    struct Failed {
+        user_must_act: bool,
+        going_away: bool,
+    }
+
+    impl Failure for Failed {
+        fn reason(&self) -> &'static str {
+            "Failed"
+        }
+        fn category(&self) -> &'static str {
+            "test"
+        }
+        fn user_must_act(&self) -> bool {
+            self.user_must_act
+        }
+        fn going_away(&self) -> bool {
+            self.going_away
+        }
+    }
+
+    #[test]
+    fn only_what_nobody_expects_is_logged_as_an_error() {
+        let level = |user_must_act, going_away| {
+            log_level(&Failed {
+                user_must_act,
+                going_away,
+            })
+        };
+        assert_eq!(level(false, false), Level::ERROR);
+        assert_eq!(level(true, false), Level::WARN);
+        assert_eq!(level(false, true), Level::INFO);
+        assert_eq!(level(true, true), Level::INFO);
+    }
 }
