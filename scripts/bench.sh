@@ -2,7 +2,7 @@
 # `make bench`: the in-process span-work microbenchmark (criterion), then tracing overhead and
 # convergence at scale against the local control plane (release builds). Arguments go to the
 # e2e `bench` binary: --clusters N (100) --repeats R (3) --scale-clusters N (1000)
-# --skip-overhead --skip-scale --modes off,on,1%,down,http. Report: stdout and bench/results/<date>.md
+# --skip-overhead --skip-scale --modes off,on,1%,on-plain,1%-plain,down,http (default the first five). Report: stdout and bench/results/<date>.md
 # (<date>-2.md, ... for later runs that day).
 set -euo pipefail
 cd "$(dirname "$0")/.."

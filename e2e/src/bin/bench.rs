@@ -1,8 +1,9 @@
 //! `make bench`: tracing overhead and convergence at scale, against the local control plane.
 //!
 //! Overhead: the same workload (N MultigresClusters created, converged, scaled, converged,
-//! deleted) with both handlers in three modes (tracing off, 100% sampling exported to Tempo,
-//! 1% sampling; `--modes` adds "down": 100% to a backend that refuses, and "http": 100% over
+//! deleted) with both handlers in five modes (tracing off, 100% sampling exported to Tempo,
+//! 1% sampling, and both again without keeping failed and slow reconciles,
+//! "on-plain"/"1%-plain"; `--modes` adds "down": 100% to a backend that refuses and "http": 100% over
 //! OTLP HTTP/protobuf), the modes side by side
 //! (each with its own handler processes and namespace, under the same load at the same time),
 //! `--repeats` times; per handler CPU time, peak and steady RSS, reconciles and CPU per
@@ -51,6 +52,10 @@ enum Mode {
     BackendDown,
     /// 100% sampling exported over OTLP HTTP/protobuf instead of gRPC.
     FullHttp,
+    /// 100% and 1% without keeping failed and slow reconciles
+    /// (`MULTIGRES_TRACES_KEEP_FAILURES=false`): the rules before that existed.
+    FullPlain,
+    OnePercentPlain,
 }
 
 impl Mode {
@@ -61,6 +66,8 @@ impl Mode {
             Mode::OnePercent => "1%",
             Mode::BackendDown => "100%, backend down",
             Mode::FullHttp => "100%, HTTP",
+            Mode::FullPlain => "100%, failures not kept",
+            Mode::OnePercentPlain => "1%, failures not kept",
         }
     }
     /// The mode in a namespace name.
@@ -71,6 +78,8 @@ impl Mode {
             Mode::OnePercent => "one-percent",
             Mode::BackendDown => "backend-down",
             Mode::FullHttp => "full-http",
+            Mode::FullPlain => "full-plain",
+            Mode::OnePercentPlain => "one-percent-plain",
         }
     }
     fn parse(name: &str) -> Mode {
@@ -80,7 +89,9 @@ impl Mode {
             "1%" => Mode::OnePercent,
             "down" => Mode::BackendDown,
             "http" => Mode::FullHttp,
-            other => panic!("unknown mode {other}: off, on, 1%, down, http"),
+            "on-plain" => Mode::FullPlain,
+            "1%-plain" => Mode::OnePercentPlain,
+            other => panic!("unknown mode {other}: off, on, 1%, down, http, on-plain, 1%-plain"),
         }
     }
     fn env(self, env: &TestEnv) -> Vec<(String, String)> {
@@ -99,12 +110,15 @@ impl Mode {
                     env.otlp_http_endpoint.clone(),
                 ),
             ],
-            Mode::Full | Mode::OnePercent => vec![(
+            Mode::Full | Mode::OnePercent | Mode::FullPlain | Mode::OnePercentPlain => vec![(
                 "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
                 env.otlp_grpc_endpoint.clone(),
             )],
         };
-        if self == Mode::OnePercent {
+        if matches!(self, Mode::FullPlain | Mode::OnePercentPlain) {
+            vars.push(("MULTIGRES_TRACES_KEEP_FAILURES".into(), "false".into()));
+        }
+        if matches!(self, Mode::OnePercent | Mode::OnePercentPlain) {
             vars.push((
                 "OTEL_TRACES_SAMPLER".into(),
                 "parentbased_traceidratio".into(),
@@ -185,7 +199,13 @@ fn args() -> Args {
         scale_clusters: 1000,
         skip_overhead: false,
         skip_scale: false,
-        modes: vec![Mode::Off, Mode::Full, Mode::OnePercent],
+        modes: vec![
+            Mode::Off,
+            Mode::Full,
+            Mode::OnePercent,
+            Mode::FullPlain,
+            Mode::OnePercentPlain,
+        ],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -201,7 +221,9 @@ fn args() -> Args {
             "--skip-overhead" => a.skip_overhead = true,
             "--skip-scale" => a.skip_scale = true,
             "--modes" => {
-                let list = it.next().expect("--modes needs e.g. off,on,1%,down,http");
+                let list = it
+                    .next()
+                    .expect("--modes needs e.g. off,on,1%,down,http,on-plain,1%-plain");
                 a.modes = list.split(',').map(Mode::parse).collect();
                 assert!(
                     a.modes.first() == Some(&Mode::Off),
@@ -209,7 +231,7 @@ fn args() -> Args {
                 );
             }
             other => panic!(
-                "unknown flag {other}; flags: --clusters N --repeats R --scale-clusters N --skip-overhead --skip-scale --modes off,on,1%,down,http"
+                "unknown flag {other}; flags: --clusters N --repeats R --scale-clusters N --skip-overhead --skip-scale --modes off,on,1%,down,http,on-plain,1%-plain"
             ),
         }
     }

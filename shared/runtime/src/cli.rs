@@ -20,6 +20,8 @@ Environment:
   MULTIGRES_TRACES_KEEP_SLOWER_THAN
                                 seconds (default 10): a reconcile that fails or takes this
                                 long is exported at any sampling rate (not with *always_off)
+  MULTIGRES_TRACES_KEEP_FAILURES
+                                false: export only what the sampler samples (default true)
   OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_SDK_DISABLED, OTEL_TRACES_EXPORTER,
   OTEL_BSP_*                    as the OpenTelemetry specification defines them
   POD_NAME, POD_NAMESPACE       the pod (Downward API): the leader identity, k8s.* attributes";

@@ -14,6 +14,8 @@ pub const DEFAULT_MAX_QUEUE_SIZE: usize = 2048;
 pub const DEFAULT_KEEP_SLOWER_THAN: Duration = Duration::from_secs(10);
 /// Where the threshold for keeping slow reconciles is set, in seconds.
 pub const KEEP_SLOWER_THAN_VAR: &str = "MULTIGRES_TRACES_KEEP_SLOWER_THAN";
+/// `false` exports only what the sampler samples: failed and slow reconciles get no exception.
+pub const KEEP_FAILURES_VAR: &str = "MULTIGRES_TRACES_KEEP_FAILURES";
 
 /// OTLP transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,7 +126,7 @@ pub struct TelemetryConfig {
     pub resource: BTreeMap<String, String>,
     pub max_queue_size: usize,
     /// Whether failed and slow reconciles are exported whatever the sampler says (see
-    /// [`SamplerConfig::keeps_failures`]).
+    /// [`SamplerConfig::keeps_failures`]; `MULTIGRES_TRACES_KEEP_FAILURES=false` turns it off).
     pub keep_failures: bool,
     /// Reconciles at least this long are exported whatever the sampler says (failed ones
     /// always are).
@@ -248,6 +250,18 @@ impl TelemetryConfig {
             },
         };
 
+        let keep_failures = match get(KEEP_FAILURES_VAR).map(|v| v.to_ascii_lowercase()) {
+            None => true,
+            Some(v) if v == "true" => true,
+            Some(v) if v == "false" => false,
+            Some(v) => {
+                warnings.push(format!(
+                    "{KEEP_FAILURES_VAR}={v:?} is neither true nor false; using true"
+                ));
+                true
+            }
+        };
+
         // Detected attributes first; OTEL_RESOURCE_ATTRIBUTES may override them (explicit
         // configuration wins over detection), and OTEL_SERVICE_NAME wins over both.
         let mut resource = BTreeMap::new();
@@ -284,7 +298,7 @@ impl TelemetryConfig {
             sampler,
             resource,
             max_queue_size,
-            keep_failures: sampler.keeps_failures(),
+            keep_failures: keep_failures && sampler.keeps_failures(),
             keep_slower_than,
         };
         (config, warnings)
@@ -794,5 +808,34 @@ mod tests {
         assert_eq!(keep(&[(KEEP_SLOWER_THAN_VAR, "30")]), (30, 0));
         assert_eq!(keep(&[(KEEP_SLOWER_THAN_VAR, "5s")]), (5, 0));
         assert_eq!(keep(&[(KEEP_SLOWER_THAN_VAR, "soon")]), (10, 1));
+    }
+
+    #[test]
+    fn keeping_failures_can_be_turned_off() {
+        let keeps = |env: &[(&str, &str)]| {
+            let (c, w) = TelemetryConfig::from_lookup("svc", 1, |k| {
+                env.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            });
+            (c.keep_failures, w)
+        };
+        assert_eq!(keeps(&[]), (true, vec![]));
+        assert_eq!(keeps(&[(KEEP_FAILURES_VAR, "False")]), (false, vec![]));
+        assert_eq!(keeps(&[(KEEP_FAILURES_VAR, "true")]), (true, vec![]));
+        assert_eq!(
+            keeps(&[(KEEP_FAILURES_VAR, "no")]),
+            (
+                true,
+                vec![format!(
+                    "{KEEP_FAILURES_VAR}=\"no\" is neither true nor false; using true"
+                )]
+            )
+        );
+        // Not with a sampler that asks for no traces at all.
+        assert_eq!(
+            keeps(&[("OTEL_TRACES_SAMPLER", "always_off")]),
+            (false, vec![])
+        );
     }
 }
