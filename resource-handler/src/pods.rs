@@ -206,9 +206,11 @@ pub struct PodHealth {
 }
 
 impl PodHealth {
-    /// Records what keeps `pod` from running, if it belongs to a component of kind `label`;
-    /// whether that changed anything, so that its component must be reconciled.
-    pub fn observe(&self, label: ComponentLabel, pod: &Pod) -> bool {
+    /// Records what keeps `pod` from running at `now`, if it belongs to a component of kind
+    /// `label`; whether its component must be reconciled. A pod the scheduler placed within
+    /// its grace time was never reported, so its recovery needs no reconcile (the most common
+    /// case: a pod waiting for its claims to be bound).
+    pub fn observe(&self, label: ComponentLabel, pod: &Pod, now: Timestamp) -> bool {
         let Some(key) = key(label, pod) else {
             return false;
         };
@@ -223,11 +225,11 @@ impl PodHealth {
                 let Some(pods) = problems.get_mut(&key) else {
                     return false;
                 };
-                let removed = pods.remove(&name).is_some();
+                let removed = pods.remove(&name);
                 if pods.is_empty() {
                     problems.remove(&key);
                 }
-                removed
+                removed.is_some_and(|gone| wait_left(&gone, now).is_none())
             }
         }
     }
@@ -445,7 +447,7 @@ mod tests {
     fn a_pod_counts_as_unschedulable_only_after_the_grace_time() {
         let health = PodHealth::default();
         let gw = ComponentLabel::Gateway;
-        assert!(health.observe(gw, &unschedulable("gw-a")));
+        assert!(health.observe(gw, &unschedulable("gw-a"), refused_at(1)));
         let all = |_: &str| true;
         let early = health.of(gw, "ns", "gw", refused_at(15), all);
         assert_eq!(early.problem, None);
@@ -454,10 +456,13 @@ mod tests {
             Some(UNSCHEDULABLE_GRACE - Duration::from_secs(15))
         );
         // A crash loop counts at once, beside the pod still in its grace time.
-        assert!(health.observe(gw, &crash_looping("gw-b")));
+        assert!(health.observe(gw, &crash_looping("gw-b"), refused_at(15)));
         let seen = health.of(gw, "ns", "gw", refused_at(15), all);
         assert_eq!(seen.problem.map(|p| p.reason), Some(CRASH_LOOPING));
         assert_eq!(seen.recheck, early.recheck);
+        // Placed within the grace time: never reported, so nothing to reconcile.
+        assert!(!health.observe(gw, &healthy("gw-a"), refused_at(20)));
+        assert!(health.observe(gw, &unschedulable("gw-a"), refused_at(21)));
         let late = health.of(gw, "ns", "gw", refused_at(60), all);
         let problem = late.problem.expect("a problem");
         assert_eq!(problem.reason, UNSCHEDULABLE);
@@ -467,6 +472,8 @@ mod tests {
             problem.message
         );
         assert_eq!(late.recheck, None);
+        // Reported, then placed: its component must say so.
+        assert!(health.observe(gw, &healthy("gw-a"), refused_at(61)));
     }
 
     #[test]
@@ -476,11 +483,14 @@ mod tests {
         let all = |_: &str| true;
         let now = refused_at(3600);
         // A healthy pod's changes never reconcile; other kinds' pods are not ours.
-        assert!(!health.observe(gw, &healthy("gw-a")));
-        assert!(!health.observe(ComponentLabel::Orch, &unschedulable("gw-a")));
-        assert!(health.observe(gw, &unschedulable("gw-b")));
-        assert!(!health.observe(gw, &unschedulable("gw-b")), "unchanged");
-        assert!(health.observe(gw, &crash_looping("gw-a")));
+        assert!(!health.observe(gw, &healthy("gw-a"), now));
+        assert!(!health.observe(ComponentLabel::Orch, &unschedulable("gw-a"), now));
+        assert!(health.observe(gw, &unschedulable("gw-b"), now));
+        assert!(
+            !health.observe(gw, &unschedulable("gw-b"), now),
+            "unchanged"
+        );
+        assert!(health.observe(gw, &crash_looping("gw-a"), now));
         let seen = health
             .of(gw, "ns", "gw", now, all)
             .problem
@@ -492,7 +502,7 @@ mod tests {
             seen.message
         );
         // gw-a recovers; gw-b goes away without an event.
-        assert!(health.observe(gw, &healthy("gw-a")));
+        assert!(health.observe(gw, &healthy("gw-a"), now));
         let gone = |name: &str| name != "gw-b";
         assert_eq!(health.of(gw, "ns", "gw", now, gone), PodsSeen::default());
         assert!(health.lock().is_empty(), "nothing kept for healthy pods");

@@ -249,7 +249,9 @@ async fn run_controller<C, W>(
         pods,
     } = owned;
     let health = ctx.pod_health.clone();
-    let pod_changes = pods.filter(move |pod| std::future::ready(health.observe(C::LABEL, pod)));
+    let pod_changes = pods.filter(move |pod| {
+        std::future::ready(health.observe(C::LABEL, pod, k8s_openapi::jiff::Timestamp::now()))
+    });
     let mut controller = Controller::new(api, watcher::Config::default())
         .with_config(config)
         .owns_shared_stream(workloads)
