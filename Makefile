@@ -56,5 +56,5 @@ demo-db: ## Like demo, with a database on the real node: Healthy with a primary,
 demo-down: ## Stop what `make demo` started
 	./scripts/demo-down.sh
 
-bench: ## Span work, tracing overhead (off / 100% / 1% side by side) and convergence at scale; BENCH_ARGS="--clusters 20"
+bench: ## Span work, tracing overhead (off, 100%, 1% and both without keeping failures, side by side) and convergence at scale; BENCH_ARGS="--clusters 20"
 	./scripts/bench.sh $(BENCH_ARGS)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make bench`: the in-process span-work microbenchmark (criterion), then tracing overhead and
 # convergence at scale against the local control plane (release builds). Arguments go to the
-# e2e `bench` binary: --clusters N (100) --repeats R (3) --scale-clusters N (1000)
-# --skip-overhead --skip-scale --modes off,on,1%,on-plain,1%-plain,down,http (default the first five). Report: stdout and bench/results/<date>.md
-# (<date>-2.md, ... for later runs that day).
+# `bench` crate's binary (`target/release/bench --help`): --clusters N (100) --repeats R (3)
+# --scale-clusters N (1000) --skip-overhead --skip-scale
+# --modes off,on,1%,on-plain,1%-plain,down,http (default the first five).
+# Report: stdout and bench/results/<date>.md (<date>-2.md, ... for later runs that day).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
@@ -11,7 +12,7 @@ export MULTIGRES_E2E_PROFILE=release
 
 echo "[bench] building (release)" >&2
 $CARGO build --locked --release -p cluster-handler -p resource-handler
-$CARGO build --locked --release -p e2e --bin bench
+$CARGO build --locked --release -p bench
 
 echo "[bench] in-process span work (criterion)" >&2
 micro=$($CARGO bench --locked -q -p multigres-runtime --bench span_work -- --noplot 2>/dev/null |
