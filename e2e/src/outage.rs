@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+
 use crate::env::repo_root;
+use crate::process::signal;
 use crate::wait_until;
 
 fn work() -> PathBuf {
@@ -64,9 +67,7 @@ fn running_pid() -> u32 {
 pub async fn restart_apiserver(client: &kube::Client, down: Duration) {
     let pid = running_pid();
     let launch = launch_of(pid);
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
+    signal(pid, Signal::SIGTERM);
     let gone = wait_until(
         "kube-apiserver to exit",
         Duration::from_secs(15),
@@ -82,9 +83,7 @@ pub async fn restart_apiserver(client: &kube::Client, down: Duration) {
         .await
         .is_err()
     {
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
+        signal(pid, Signal::SIGKILL);
     }
     // The outage itself: a fixed span of time is the point here, not a wait for a condition.
     tokio::time::sleep(down).await;

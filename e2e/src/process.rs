@@ -3,8 +3,12 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
 
 use crate::env::{TestEnv, repo_root};
 use crate::wait::wait_until;
@@ -32,9 +36,10 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("no free port: {e}"))
 }
 
-/// A running handler process.
+/// A running handler process; killed when dropped.
 pub struct Handler {
     child: Child,
+    pid: u32,
     pub name: String,
     pub admin: SocketAddr,
     pub log_path: PathBuf,
@@ -72,7 +77,8 @@ impl Handler {
             .env("MANAGE_TOPOLOGY", "false")
             .stdin(Stdio::null())
             .stdout(log)
-            .stderr(log_err);
+            .stderr(log_err)
+            .kill_on_drop(true);
         if let Some(ns) = &options.namespace {
             cmd.args(["--namespace", ns]);
         }
@@ -81,8 +87,12 @@ impl Handler {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+        let pid = child
+            .id()
+            .unwrap_or_else(|| panic!("{bin} exited before its pid was read"));
         Handler {
             child,
+            pid,
             name: bin.to_string(),
             admin,
             log_path,
@@ -96,7 +106,7 @@ impl Handler {
         let http = reqwest::Client::new();
         let what = format!("{name} to be ready");
         let log = self.log_path.clone();
-        let pid = self.child.id();
+        let pid = self.pid;
         wait_until(&what, timeout, || {
             let exited = self.child.try_wait().ok().flatten();
             let (http, url, log, name) = (http.clone(), url.clone(), log.clone(), name.clone());
@@ -138,7 +148,7 @@ impl Handler {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
     }
 
     /// Whether the process is still running.
@@ -147,9 +157,8 @@ impl Handler {
     }
 
     /// SIGKILL: the process dies without releasing anything.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
     }
 
     /// Reconciles the process has run so far (all controllers).
@@ -173,28 +182,26 @@ impl Handler {
             .collect()
     }
 
-    /// Sends SIGTERM and waits for the exit status (SIGKILL after `timeout`).
-    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = std::time::Instant::now() + timeout;
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
+    /// Sends SIGTERM and waits for the exit status (SIGKILL after `timeout`, then None).
+    pub async fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
         }
-        let _ = self.child.kill();
-        self.child.wait().ok();
-        None
+        signal(self.pid, Signal::SIGTERM);
+        match tokio::time::timeout(timeout, self.child.wait()).await {
+            Ok(status) => status.ok(),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                None
+            }
+        }
     }
 }
 
-impl Drop for Handler {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Sends `sig` to `pid`; a process that is already gone is not an error here.
+pub fn signal(pid: u32, sig: Signal) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = kill(Pid::from_raw(pid), sig);
     }
 }
 

@@ -315,7 +315,7 @@ async fn installed_from_manifests_each_handler_runs_a_lifecycle_with_only_its_ow
             (&mut cluster_handler, "multigres-cluster-handler"),
             (&mut resource_handler, "multigres-resource-handler"),
         ] {
-            let status = h.terminate(Duration::from_secs(30));
+            let status = h.terminate(Duration::from_secs(30)).await;
             assert!(
                 status.is_some_and(|s| s.success()),
                 "{} exited with {status:?}:\n{}",
@@ -406,7 +406,7 @@ async fn a_standby_takes_over_when_the_leader_is_killed_mid_lifecycle() {
             );
         }
         for h in &mut first {
-            h.kill();
+            h.kill().await;
         }
         let killed = Instant::now();
         for h in &second {
@@ -432,6 +432,7 @@ async fn a_standby_takes_over_when_the_leader_is_killed_mid_lifecycle() {
         assert!(
             cluster_handler
                 .terminate(Duration::from_secs(30))
+                .await
                 .is_some_and(|s| s.success())
         );
         assert_eq!(

@@ -559,7 +559,9 @@ async fn installed_from_manifests_the_handlers_run_in_pods_trace_and_hand_over()
             .await;
             eprintln!("creation trace {creation}: {} spans from {pods:?}", spans.len());
 
-            // The leader pods go: the standbys hold the Leases within the lease duration.
+            // The leader pods go: another replica holds each Lease within the lease duration. A
+            // leader releases its Lease on SIGTERM, so the pod the ReplicaSet starts in its place
+            // may win the race against the standbys; either way the deleted pod no longer leads.
             let deleted = Instant::now();
             for (leader, _) in leaders {
                 Api::<Pod>::namespaced(client.clone(), OPERATOR_NS)
@@ -569,18 +571,20 @@ async fn installed_from_manifests_the_handlers_run_in_pods_trace_and_hand_over()
             }
             let mut next = Vec::new();
             for ((lease, _, service), (leader, standbys)) in HANDLERS.iter().zip(leaders) {
-                let standby_names: Vec<String> = standbys.iter().map(pod_name).collect();
+                let deleted_leader = pod_name(leader);
                 let holder = wait_until(
-                    &format!("a standby of {lease} to hold it"),
+                    &format!("another replica of {lease} to hold it"),
                     LEASE_DURATION * 2,
                     || async {
                         match lease_holder(&client, OPERATOR_NS, lease).await {
-                            Some(h) if standby_names.contains(&h) => Ok(h),
-                            other => Err(format!("holder {other:?} (deleted {})", pod_name(leader))),
+                            Some(h) if h != deleted_leader => Ok(h),
+                            other => Err(format!("holder {other:?} (deleted {deleted_leader})")),
                         }
                     },
                 )
                 .await;
+                let from = if standbys.iter().any(|s| pod_name(s) == holder) { "a standby" } else { "the replacement pod" };
+                eprintln!("{lease}: held by {from}");
                 let took = deleted.elapsed();
                 eprintln!("{lease}: {holder} took over {:.1}s after the leader pod was deleted", took.as_secs_f64());
                 assert!(

@@ -90,7 +90,7 @@ async fn a_cluster_handler_killed_mid_job_is_finished_by_its_restart_without_dup
             (observed == c.metadata.generation).then_some(c).ok_or("Cell status not written yet".to_string())
         })
         .await;
-        first.kill();
+        first.kill().await;
         // The context the dead process left on the Cell (it may have rewritten it since).
         let stamped = cells.get(&cell).await.expect("Cell");
         let old_context = stamped
