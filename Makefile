@@ -23,8 +23,8 @@ lint: ## Check formatting and clippy (warnings are errors)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-manifests: ## Regenerate manifests/crds from the Rust types
-	$(CARGO) run -q -p multigres-api --bin crdgen -- manifests/crds
+manifests: ## Regenerate manifests/crds and manifests/rbac/components.yaml from the Rust types
+	$(CARGO) run -q -p multigres-api --bin crdgen -- manifests
 
 audit: ## Dependency policy with cargo-deny (licenses, bans, sources, advisories when reachable)
 	./scripts/audit.sh

@@ -1,4 +1,4 @@
-//! State shared by the four controllers: the skeleton's bookkeeping, the watch caches of the
+//! State shared by the component controllers: the skeleton's bookkeeping, the watch caches of the
 //! workloads they own and their pods, the builders' settings.
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};

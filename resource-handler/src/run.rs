@@ -1,17 +1,18 @@
 //! Wiring of the resource-handler process: flags, logging, client, one shared watch per
-//! owned type and one of pods, four controllers, leader election, shutdown.
+//! owned type and one of pods, a controller per component kind, leader election, shutdown.
 
 use std::sync::Arc;
 
 use clap::Parser;
 use futures::StreamExt;
+use futures::future::{BoxFuture, FutureExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::Api;
 use kube::runtime::reflector::ReflectHandle;
 use kube::runtime::{Controller, watcher};
-use kube::{Api, Resource};
-use multigres_api::crd::{Etcd, MultiGateway, MultiOrch, MultiPooler, component_kinds};
+use multigres_api::crd::component_kinds;
 use multigres_api::meta::RESOURCE_HANDLER_MANAGER;
 use multigres_runtime::cli::{CommonArgs, parse_url};
 use multigres_runtime::kubeconnect::ensure_crds;
@@ -32,7 +33,7 @@ use multigres_runtime::reconcile::{Bookkeeping, error_policy, reconcile};
     name = "resource-handler",
     version,
     after_help = multigres_runtime::cli::ENVIRONMENT_HELP,
-    about = "Reconciles Etcd, MultiGateway, MultiOrch and MultiPooler objects into workloads."
+    about = "Reconciles the multigres.com component objects (the kinds the cluster-handler fans a cluster out into) into workloads."
 )]
 pub struct Args {
     #[command(flatten)]
@@ -90,7 +91,7 @@ impl Args {
     }
 }
 
-/// The four component controllers over fresh watches, until `stop` resolves.
+/// One controller per component kind over fresh shared watches, until `stop` resolves.
 async fn controllers(
     common: CommonArgs,
     build: BuildContext,
@@ -98,37 +99,29 @@ async fn controllers(
     metrics: Arc<Metrics>,
     stop: Stop,
 ) -> anyhow::Result<()> {
-    let statefulsets = SharedWatch::<StatefulSet>::new(RESOURCE_HANDLER_MANAGER);
-    let deployments = SharedWatch::<Deployment>::new(RESOURCE_HANDLER_MANAGER);
-    let services = SharedWatch::<Service>::new(RESOURCE_HANDLER_MANAGER);
-    let config_maps = SharedWatch::<ConfigMap>::new(RESOURCE_HANDLER_MANAGER);
-    let disruption_budgets = SharedWatch::<PodDisruptionBudget>::new(RESOURCE_HANDLER_MANAGER);
-    let pods = SharedWatch::<Pod>::new(RESOURCE_HANDLER_MANAGER).trimmed(pods::trim);
-    let etcd_owns = Owned::new(
-        statefulsets.subscribe()?,
-        services.subscribe()?,
-        pods.subscribe()?,
-    );
-    // Only poolers have ConfigMaps and PodDisruptionBudgets.
-    let pooler_owns = Owned {
-        config_maps: Some(config_maps.subscribe()?),
-        disruption_budgets: Some(disruption_budgets.subscribe()?),
-        ..Owned::new(
-            statefulsets.subscribe()?,
-            services.subscribe()?,
-            pods.subscribe()?,
-        )
-    };
-    let gateway_owns = Owned::new(
-        deployments.subscribe()?,
-        services.subscribe()?,
-        pods.subscribe()?,
-    );
-    let orch_owns = Owned::new(
-        deployments.subscribe()?,
-        services.subscribe()?,
-        pods.subscribe()?,
-    );
+    let watches = Watches::new();
+    let config = common.controller_config();
+    // Every controller subscribes to the shared watches before they start, and runs once the
+    // context holding their caches exists.
+    macro_rules! controllers {
+        ($($kind:ty),*) => {
+            vec![$(controller::<$kind>(
+                common.watch_api(&client),
+                watches.subscribe()?,
+                config.clone(),
+                stop.clone(),
+            )),*]
+        };
+    }
+    let starts: Vec<Start> = multigres_api::for_each_component_kind!(controllers);
+    let Watches {
+        statefulsets,
+        deployments,
+        services,
+        config_maps,
+        disruption_budgets,
+        pods,
+    } = watches;
     let statefulsets = statefulsets.spawn(common.watch_api(&client), stop.clone());
     let deployments = deployments.spawn(common.watch_api(&client), stop.clone());
     let services = services.spawn(common.watch_api(&client), stop.clone());
@@ -162,112 +155,89 @@ async fn controllers(
         build,
     });
     tracing::info!("multigres-resource-handler is running");
-    let config = common.controller_config();
-    futures::join!(
-        run_controller(
-            common.watch_api::<Etcd>(&client),
-            etcd_owns,
-            ctx.clone(),
-            config.clone(),
-            stop.clone()
-        ),
-        run_controller(
-            common.watch_api::<MultiPooler>(&client),
-            pooler_owns,
-            ctx.clone(),
-            config.clone(),
-            stop.clone()
-        ),
-        run_controller(
-            common.watch_api::<MultiGateway>(&client),
-            gateway_owns,
-            ctx.clone(),
-            config.clone(),
-            stop.clone()
-        ),
-        run_controller(
-            common.watch_api::<MultiOrch>(&client),
-            orch_owns,
-            ctx,
-            config,
-            stop
-        ),
-    );
+    futures::future::join_all(starts.into_iter().map(|start| start(ctx.clone()))).await;
     Ok(())
 }
 
-/// The change streams of the objects one controller owns (workload type `W`): a change to any
-/// of them, a hand edit or a deletion, reconciles the owner, which puts it back. Its pods'
-/// changes reconcile it when a pod's problem appears, changes or clears.
-struct Owned<W: Resource<DynamicType = ()> + Clone + 'static> {
-    workloads: ReflectHandle<W>,
+/// One watch per type a component may own, and one of pods, shared by every controller.
+struct Watches {
+    statefulsets: SharedWatch<StatefulSet>,
+    deployments: SharedWatch<Deployment>,
+    services: SharedWatch<Service>,
+    config_maps: SharedWatch<ConfigMap>,
+    disruption_budgets: SharedWatch<PodDisruptionBudget>,
+    pods: SharedWatch<Pod>,
+}
+
+impl Watches {
+    fn new() -> Self {
+        Watches {
+            statefulsets: SharedWatch::new(RESOURCE_HANDLER_MANAGER),
+            deployments: SharedWatch::new(RESOURCE_HANDLER_MANAGER),
+            services: SharedWatch::new(RESOURCE_HANDLER_MANAGER),
+            config_maps: SharedWatch::new(RESOURCE_HANDLER_MANAGER),
+            disruption_budgets: SharedWatch::new(RESOURCE_HANDLER_MANAGER),
+            pods: SharedWatch::new(RESOURCE_HANDLER_MANAGER).trimmed(pods::trim),
+        }
+    }
+
+    /// The change streams of one controller.
+    fn subscribe(&self) -> anyhow::Result<Owned> {
+        Ok(Owned {
+            statefulsets: self.statefulsets.subscribe()?,
+            deployments: self.deployments.subscribe()?,
+            services: self.services.subscribe()?,
+            config_maps: self.config_maps.subscribe()?,
+            disruption_budgets: self.disruption_budgets.subscribe()?,
+            pods: self.pods.subscribe()?,
+        })
+    }
+}
+
+/// The change streams of the objects one controller owns: a change to any of them, a hand edit
+/// or a deletion, reconciles the owner its owner reference names (so a kind never hears of
+/// another kind's objects), which puts it back. Its pods' changes reconcile it when a pod's
+/// problem appears, changes or clears.
+struct Owned {
+    statefulsets: ReflectHandle<StatefulSet>,
+    deployments: ReflectHandle<Deployment>,
     services: ReflectHandle<Service>,
-    config_maps: Option<ReflectHandle<ConfigMap>>,
-    disruption_budgets: Option<ReflectHandle<PodDisruptionBudget>>,
+    config_maps: ReflectHandle<ConfigMap>,
+    disruption_budgets: ReflectHandle<PodDisruptionBudget>,
     pods: ReflectHandle<Pod>,
 }
 
-impl<W: Resource<DynamicType = ()> + Clone + 'static> Owned<W> {
-    /// A workload, its Services and its pods, nothing else.
-    fn new(
-        workloads: ReflectHandle<W>,
-        services: ReflectHandle<Service>,
-        pods: ReflectHandle<Pod>,
-    ) -> Self {
-        Owned {
-            workloads,
-            services,
-            config_maps: None,
-            disruption_budgets: None,
-            pods,
-        }
-    }
-}
+/// A controller, subscribed and waiting for its context.
+type Start = Box<dyn FnOnce(Arc<Context>) -> BoxFuture<'static, ()> + Send>;
 
-/// Runs the controller of component kind `C` until `stop` resolves.
-async fn run_controller<C, W>(
+/// The controller of component kind `C`, to run with the context once the caches exist.
+fn controller<C>(
     api: Api<C>,
-    owned: Owned<W>,
-    ctx: Arc<Context>,
+    owned: Owned,
     config: kube::runtime::controller::Config,
     stop: Stop,
-) where
+) -> Start
+where
     C: Component + kube::Resource<DynamicType = ()>,
-    W: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
 {
-    let Owned {
-        workloads,
-        services,
-        config_maps,
-        disruption_budgets,
-        pods,
-    } = owned;
-    let health = ctx.pod_health.clone();
-    let pod_changes = pods.filter(move |pod| {
-        std::future::ready(health.observe(C::LABEL, pod, k8s_openapi::jiff::Timestamp::now()))
-    });
-    let mut controller = Controller::new(api, watcher::Config::default())
-        .with_config(config)
-        .owns_shared_stream(workloads)
-        .owns_shared_stream(services)
-        .watches_shared_stream(pod_changes, |pod| pods::owner_of::<C>(&pod));
-    if let Some(config_maps) = config_maps {
-        controller = controller.owns_shared_stream(config_maps);
-    }
-    if let Some(disruption_budgets) = disruption_budgets {
-        controller = controller.owns_shared_stream(disruption_budgets);
-    }
-    controller
-        .graceful_shutdown_on(stop)
-        .run(reconcile::<C, Context>, error_policy::<C, Context>, ctx)
-        .for_each(|_| std::future::ready(()))
-        .await;
+    Box::new(move |ctx: Arc<Context>| {
+        let health = ctx.pod_health.clone();
+        let pod_changes = owned.pods.filter(move |pod| {
+            std::future::ready(health.observe(C::LABEL, pod, k8s_openapi::jiff::Timestamp::now()))
+        });
+        Controller::new(api, watcher::Config::default())
+            .with_config(config)
+            .owns_shared_stream(owned.statefulsets)
+            .owns_shared_stream(owned.deployments)
+            .owns_shared_stream(owned.services)
+            .owns_shared_stream(owned.config_maps)
+            .owns_shared_stream(owned.disruption_budgets)
+            .watches_shared_stream(pod_changes, |pod| pods::owner_of::<C>(&pod))
+            .graceful_shutdown_on(stop)
+            .run(reconcile::<C, Context>, error_policy::<C, Context>, ctx)
+            .for_each(|_| std::future::ready(()))
+            .boxed()
+    })
 }
 
 #[cfg(test)]

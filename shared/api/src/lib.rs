@@ -7,5 +7,6 @@ pub mod crd;
 pub mod defaults;
 pub mod meta;
 pub mod quantity;
+pub mod rbac;
 pub mod samples;
 pub mod status;

@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
+// Defined beside the list of component kinds, so a new kind adds its label there.
+pub use crate::crd::ComponentLabel;
+
 /// Field manager of the cluster-handler's server-side applies.
 pub const CLUSTER_HANDLER_MANAGER: &str = "multigres-cluster-handler";
 /// Field manager of the resource-handler's server-side applies.
@@ -33,28 +36,6 @@ pub const MAX_STATEFULSET_NAME: usize = 52;
 pub const MAX_DNS_LABEL: usize = 63;
 /// Longest DNS subdomain name (most object names, Secrets among them).
 pub const MAX_DNS_SUBDOMAIN: usize = 253;
-
-/// The `app.kubernetes.io/component` value of each workload kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ComponentLabel {
-    Cell,
-    Etcd,
-    Gateway,
-    Orch,
-    Pooler,
-}
-
-impl ComponentLabel {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Cell => "cell",
-            Self::Etcd => "etcd",
-            Self::Gateway => "multigateway",
-            Self::Orch => "multiorch",
-            Self::Pooler => "multipooler",
-        }
-    }
-}
 
 /// Labels that select the pods of one component instance; they are part of immutable
 /// selectors, so they never change for an existing object.

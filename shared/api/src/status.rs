@@ -3,10 +3,7 @@
 
 use serde::Serialize;
 
-use crate::crd::{
-    Cell, CellStatus, ClusterStatus, ComponentStatus, Etcd, MultiGateway, MultiOrch, MultiPooler,
-    MultigresCluster, Phase,
-};
+use crate::crd::{Cell, CellStatus, ClusterStatus, ComponentStatus, MultigresCluster, Phase};
 
 /// The status of a multigres kind.
 pub trait ObjectStatus: Serialize + PartialEq + Send + Sync {
@@ -74,11 +71,8 @@ macro_rules! with_status {
         }
     )*};
 }
-with_status!(
-    MultigresCluster => ClusterStatus,
-    Cell => CellStatus,
-    Etcd => ComponentStatus,
-    MultiGateway => ComponentStatus,
-    MultiOrch => ComponentStatus,
-    MultiPooler => ComponentStatus
-);
+with_status!(MultigresCluster => ClusterStatus, Cell => CellStatus);
+macro_rules! component_status {
+    ($($kind:ty),*) => { with_status!($($kind => ComponentStatus),*); };
+}
+crate::for_each_component_kind!(component_status);

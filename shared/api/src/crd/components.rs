@@ -1,4 +1,4 @@
-//! The four component kinds the resource-handler turns into workloads.
+//! The component kinds the resource-handler turns into workloads, and the one list of them.
 
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -8,6 +8,43 @@ use super::common::{
     ComponentSpec, ComponentStatus, ObservabilitySpec, PoolerBackup, PoolerTemplate, SecretKeyRef,
     StorageSpec, TopoSpec, VolumeRetention,
 };
+
+/// The one list of component kinds: calls `$callback!` with every kind's type, in the order
+/// `crdgen` writes their CRDs. The CRDs, their RBAC rules, the status accessors and the
+/// resource-handler's controllers all follow this list, so a new kind is registered here only.
+#[macro_export]
+macro_rules! for_each_component_kind {
+    ($callback:ident) => {
+        $callback! {
+            $crate::crd::Etcd,
+            $crate::crd::MultiGateway,
+            $crate::crd::MultiOrch,
+            $crate::crd::MultiPooler
+        }
+    };
+}
+
+/// The `app.kubernetes.io/component` value of each workload kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComponentLabel {
+    Cell,
+    Etcd,
+    Gateway,
+    Orch,
+    Pooler,
+}
+
+impl ComponentLabel {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Cell => "cell",
+            Self::Etcd => "etcd",
+            Self::Gateway => "multigateway",
+            Self::Orch => "multiorch",
+            Self::Pooler => "multipooler",
+        }
+    }
+}
 
 /// CEL transition rule: the effective replica count (unset means the default, 3) never changes.
 pub const ETCD_REPLICAS_UNCHANGED: &str =

@@ -25,10 +25,7 @@ pub use common::{
     ReadyCount, S3BackupSpec, SecretKeyRef, ShardStatus, StorageSpec, TopoSpec, TracingMode,
     VolumeRetention,
 };
-pub use components::{
-    ETCD_REPLICAS_UNCHANGED, Etcd, EtcdSpec, MultiGateway, MultiGatewaySpec, MultiOrch,
-    MultiOrchSpec, MultiPooler, MultiPoolerSpec,
-};
+pub use components::*;
 pub use schema::image_reference_pattern;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -42,14 +39,12 @@ pub const VERSION: &str = "v1alpha1";
 
 /// Every CRD this project defines, in the order `crdgen` writes them.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![
-        MultigresCluster::crd(),
-        Cell::crd(),
-        Etcd::crd(),
-        MultiGateway::crd(),
-        MultiOrch::crd(),
-        MultiPooler::crd(),
-    ]
+    macro_rules! crds {
+        ($($kind:ty),*) => {
+            vec![MultigresCluster::crd(), Cell::crd(), $(<$kind>::crd()),*]
+        };
+    }
+    crate::for_each_component_kind!(crds)
 }
 
 /// The kinds the cluster-handler reconciles itself.
@@ -62,12 +57,12 @@ pub fn aggregate_kinds() -> Vec<ApiResource> {
 
 /// The component kinds, which the resource-handler reconciles into workloads.
 pub fn component_kinds() -> Vec<ApiResource> {
-    vec![
-        ApiResource::erase::<Etcd>(&()),
-        ApiResource::erase::<MultiGateway>(&()),
-        ApiResource::erase::<MultiOrch>(&()),
-        ApiResource::erase::<MultiPooler>(&()),
-    ]
+    macro_rules! erased {
+        ($($kind:ty),*) => {
+            vec![$(ApiResource::erase::<$kind>(&())),*]
+        };
+    }
+    crate::for_each_component_kind!(erased)
 }
 
 /// The file name `crdgen` uses for a CRD: `<plural>.<group>.yaml`.
