@@ -4,12 +4,21 @@
 //! touching the process environment. Nothing here fails: an invalid value is ignored as if it
 //! were unset (the next source or the default applies) and produces exactly one warning text,
 //! which the caller logs once the subscriber is up.
+//!
+//! Only what the SDK does not read, or reads differently, is parsed here: it reads the OTLP
+//! headers, timeout and compression, the other `OTEL_BSP_*` and the span limits itself.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use opentelemetry_otlp::{
+    OTEL_EXPORTER_OTLP_ENDPOINT as ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL as PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL as TRACES_PROTOCOL,
+};
+
 /// Spans that may wait for export before new ones are dropped (`OTEL_BSP_MAX_QUEUE_SIZE`).
-pub const DEFAULT_MAX_QUEUE_SIZE: usize = 2048;
+pub const DEFAULT_MAX_QUEUE_SIZE: usize = opentelemetry_sdk::trace::OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT;
 /// A reconcile at least this long is exported at any sampling rate, like a failed one.
 pub const DEFAULT_KEEP_SLOWER_THAN: Duration = Duration::from_secs(10);
 /// Where the threshold for keeping slow reconciles is set, in seconds.
@@ -133,11 +142,6 @@ pub struct TelemetryConfig {
     pub keep_slower_than: Duration,
 }
 
-const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
-const TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
-const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
-const TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
-
 impl TelemetryConfig {
     /// Parses the environment seen through `lookup`. `pid` only feeds `service.instance.id` when
     /// no pod name is known. Returns the config and one warning per invalid value.
@@ -154,6 +158,7 @@ impl TelemetryConfig {
         };
         let mut warnings = Vec::new();
 
+        // The SDK reads neither OTEL_SDK_DISABLED nor OTEL_TRACES_EXPORTER.
         let disabled = match get("OTEL_SDK_DISABLED") {
             None => false,
             Some(v) if v.eq_ignore_ascii_case("true") => true,
@@ -178,6 +183,7 @@ impl TelemetryConfig {
             }
         };
 
+        // Ours: the transport is picked before its builder; the SDK defaults to http/protobuf here.
         let protocol = [TRACES_PROTOCOL, PROTOCOL]
             .into_iter()
             .find_map(|name| {
@@ -198,6 +204,7 @@ impl TelemetryConfig {
             })
             .unwrap_or(Protocol::Grpc);
 
+        // Ours: the SDK exports to localhost when unset, fails on a bad per-signal one, won't trim.
         let endpoint = [EndpointVariable::Traces, EndpointVariable::Generic]
             .into_iter()
             .find_map(|variable| {
@@ -221,8 +228,10 @@ impl TelemetryConfig {
             _ => None,
         };
 
+        // Ours: keep.rs needs it (`keeps_failures`); the SDK has no aliases and no range check.
         let sampler = parse_sampler(&get, &mut warnings);
 
+        // Ours: the counting bound needs the number, and the SDK takes 0 (no queue) silently.
         let max_queue_size = match get("OTEL_BSP_MAX_QUEUE_SIZE") {
             None => DEFAULT_MAX_QUEUE_SIZE,
             Some(v) => match v.parse::<usize>() {
@@ -264,6 +273,7 @@ impl TelemetryConfig {
 
         // Detected attributes first; OTEL_RESOURCE_ATTRIBUTES may override them (explicit
         // configuration wins over detection), and OTEL_SERVICE_NAME wins over both.
+        // Ours: the SDK's detectors neither percent-decode nor warn about a bad pair.
         let mut resource = BTreeMap::new();
         resource.insert(
             "service.version".to_string(),
@@ -794,39 +804,43 @@ mod tests {
             assert_eq!((c.max_queue_size, w.len()), (DEFAULT_MAX_QUEUE_SIZE, 1));
         }
     }
+
+    /// Whether failures are kept, the slow-reconcile threshold in seconds, and the warnings.
+    fn keeping(env: &[(&str, &str)]) -> (bool, u64, Vec<String>) {
+        let (c, w) = parse(env);
+        (c.keep_failures, c.keep_slower_than.as_secs(), w)
+    }
+
     #[test]
     fn the_slow_reconcile_threshold_is_seconds() {
-        let keep = |env: &[(&str, &str)]| {
-            let (c, w) = TelemetryConfig::from_lookup("svc", 1, |k| {
-                env.iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            });
-            (c.keep_slower_than.as_secs(), w.len())
-        };
-        assert_eq!(keep(&[]), (10, 0));
-        assert_eq!(keep(&[(KEEP_SLOWER_THAN_VAR, "30")]), (30, 0));
-        assert_eq!(keep(&[(KEEP_SLOWER_THAN_VAR, "5s")]), (5, 0));
-        assert_eq!(keep(&[(KEEP_SLOWER_THAN_VAR, "soon")]), (10, 1));
+        assert_eq!(keeping(&[]), (true, 10, vec![]));
+        assert_eq!(keeping(&[(KEEP_SLOWER_THAN_VAR, "30")]), (true, 30, vec![]));
+        assert_eq!(keeping(&[(KEEP_SLOWER_THAN_VAR, "5s")]), (true, 5, vec![]));
+        assert_eq!(
+            keeping(&[(KEEP_SLOWER_THAN_VAR, "soon")]),
+            (
+                true,
+                10,
+                vec![format!(
+                    "{KEEP_SLOWER_THAN_VAR}=\"soon\" is not a number of seconds; using 10"
+                )]
+            )
+        );
     }
 
     #[test]
     fn keeping_failures_can_be_turned_off() {
-        let keeps = |env: &[(&str, &str)]| {
-            let (c, w) = TelemetryConfig::from_lookup("svc", 1, |k| {
-                env.iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            });
-            (c.keep_failures, w)
-        };
-        assert_eq!(keeps(&[]), (true, vec![]));
-        assert_eq!(keeps(&[(KEEP_FAILURES_VAR, "False")]), (false, vec![]));
-        assert_eq!(keeps(&[(KEEP_FAILURES_VAR, "true")]), (true, vec![]));
+        assert_eq!(keeping(&[]), (true, 10, vec![]));
         assert_eq!(
-            keeps(&[(KEEP_FAILURES_VAR, "no")]),
+            keeping(&[(KEEP_FAILURES_VAR, "False")]),
+            (false, 10, vec![])
+        );
+        assert_eq!(keeping(&[(KEEP_FAILURES_VAR, "true")]), (true, 10, vec![]));
+        assert_eq!(
+            keeping(&[(KEEP_FAILURES_VAR, "no")]),
             (
                 true,
+                10,
                 vec![format!(
                     "{KEEP_FAILURES_VAR}=\"no\" is neither true nor false; using true"
                 )]
@@ -834,8 +848,8 @@ mod tests {
         );
         // Not with a sampler that asks for no traces at all.
         assert_eq!(
-            keeps(&[("OTEL_TRACES_SAMPLER", "always_off")]),
-            (false, vec![])
+            keeping(&[("OTEL_TRACES_SAMPLER", "always_off")]),
+            (false, 10, vec![])
         );
     }
 }

@@ -225,6 +225,7 @@ pub(crate) fn batch_processor<E: SpanExporter + 'static>(
     counters: &'static Counters,
     max_queue_size: usize,
 ) -> CountingProcessor<BatchSpanProcessor> {
+    // `default()` reads the other OTEL_BSP_*; the queue size is the one the counting bound uses.
     let batch = BatchConfigBuilder::default()
         .with_max_queue_size(max_queue_size)
         .build();
@@ -248,6 +249,8 @@ pub(crate) fn build_exporter(
     config: &ExporterConfig,
 ) -> Result<opentelemetry_otlp::SpanExporter, String> {
     use opentelemetry_otlp::WithExportConfig as _;
+    // The builders read the headers, timeout and compression variables themselves; the endpoint
+    // is always given, or they would fall back to localhost.
     let built = match config.protocol {
         Protocol::Grpc => {
             if tokio::runtime::Handle::try_current().is_err() {
