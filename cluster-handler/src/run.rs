@@ -15,20 +15,14 @@ use multigres_runtime::cli::CommonArgs;
 use multigres_runtime::kubeconnect::ensure_crds;
 use multigres_runtime::metrics::Metrics;
 use multigres_runtime::process::Stop;
-use multigres_runtime::reconcile::{Bookkeeping, error_policy, reconcile};
-use multigres_runtime::watch::CachesReady;
-use multigres_runtime::watch::SharedWatch;
+use multigres_runtime::reconcile::{error_policy, reconcile};
+use multigres_runtime::watch::{SharedWatch, WatchStarter};
 
 use crate::context::Context;
 
-/// Command-line flags of the cluster-handler.
+/// Reconciles MultigresCluster and Cell objects into Multigres component objects.
 #[derive(Debug, Parser)]
-#[command(
-    name = "cluster-handler",
-    version,
-    after_help = multigres_runtime::cli::ENVIRONMENT_HELP,
-    about = "Reconciles MultigresCluster and Cell objects into Multigres component objects."
-)]
+#[command(version, after_help = multigres_runtime::cli::ENVIRONMENT_HELP)]
 pub struct Args {
     #[command(flatten)]
     pub common: CommonArgs,
@@ -92,34 +86,18 @@ async fn controllers(
         orchs.subscribe()?,
         poolers.subscribe()?,
     );
-    let etcds = etcds.spawn(common.watch_api(&client), stop.clone());
-    let cells = cells.spawn(common.watch_api(&client), stop.clone());
-    let gateways = gateways.spawn(common.watch_api(&client), stop.clone());
-    let orchs = orchs.spawn(common.watch_api(&client), stop.clone());
-    let poolers = poolers.spawn(common.watch_api(&client), stop.clone());
-    let caches = CachesReady::new([
-        etcds.readiness(),
-        cells.readiness(),
-        gateways.readiness(),
-        orchs.readiness(),
-        poolers.readiness(),
-    ]);
+    // Fields are evaluated in order: every watch starts before the bookkeeping takes their
+    // readiness.
+    let mut started = WatchStarter::new(&common, &client, stop.clone());
     let ctx = Arc::new(Context {
-        run: Bookkeeping::new(
-            client.clone(),
-            CLUSTER_HANDLER_MANAGER,
-            caches,
-            metrics,
-            common.resync,
-        )
-        .following_generations_for(common.trace_follow_window),
-        etcds,
-        cells,
-        gateways,
-        orchs,
-        poolers,
+        etcds: started.start(etcds),
+        cells: started.start(cells),
+        gateways: started.start(gateways),
+        orchs: started.start(orchs),
+        poolers: started.start(poolers),
         ensured: Default::default(),
         topology,
+        run: started.bookkeeping(CLUSTER_HANDLER_MANAGER, metrics),
     });
     let clusters = Controller::new(
         common.watch_api::<MultigresCluster>(&client),

@@ -18,23 +18,17 @@ use multigres_runtime::cli::{CommonArgs, parse_url};
 use multigres_runtime::kubeconnect::ensure_crds;
 use multigres_runtime::metrics::Metrics;
 use multigres_runtime::process::Stop;
-use multigres_runtime::watch::CachesReady;
-use multigres_runtime::watch::SharedWatch;
+use multigres_runtime::watch::{SharedWatch, WatchStarter};
 
 use crate::builders::{BuildContext, DataPlaneTracing};
 use crate::component::Component;
 use crate::context::Context;
 use crate::pods::{self, PodHealth};
-use multigres_runtime::reconcile::{Bookkeeping, error_policy, reconcile};
+use multigres_runtime::reconcile::{error_policy, reconcile};
 
-/// Command-line flags of the resource-handler.
+/// Reconciles the multigres.com component objects (the kinds the cluster-handler fans a cluster out into) into workloads.
 #[derive(Debug, Parser)]
-#[command(
-    name = "resource-handler",
-    version,
-    after_help = multigres_runtime::cli::ENVIRONMENT_HELP,
-    about = "Reconciles the multigres.com component objects (the kinds the cluster-handler fans a cluster out into) into workloads."
-)]
+#[command(version, after_help = multigres_runtime::cli::ENVIRONMENT_HELP)]
 pub struct Args {
     #[command(flatten)]
     pub common: CommonArgs,
@@ -114,45 +108,19 @@ async fn controllers(
         };
     }
     let starts: Vec<Start> = multigres_api::for_each_component_kind!(controllers);
-    let Watches {
-        statefulsets,
-        deployments,
-        services,
-        config_maps,
-        disruption_budgets,
-        pods,
-    } = watches;
-    let statefulsets = statefulsets.spawn(common.watch_api(&client), stop.clone());
-    let deployments = deployments.spawn(common.watch_api(&client), stop.clone());
-    let services = services.spawn(common.watch_api(&client), stop.clone());
-    let config_maps = config_maps.spawn(common.watch_api(&client), stop.clone());
-    let disruption_budgets = disruption_budgets.spawn(common.watch_api(&client), stop.clone());
-    let pods = pods.spawn(common.watch_api(&client), stop.clone());
-    let caches = CachesReady::new([
-        statefulsets.readiness(),
-        deployments.readiness(),
-        services.readiness(),
-        config_maps.readiness(),
-        disruption_budgets.readiness(),
-        pods.readiness(),
-    ]);
+    // Fields are evaluated in order: every watch starts before the bookkeeping takes their
+    // readiness.
+    let mut started = WatchStarter::new(&common, &client, stop.clone());
     let ctx = Arc::new(Context {
-        run: Bookkeeping::new(
-            client.clone(),
-            RESOURCE_HANDLER_MANAGER,
-            caches,
-            metrics,
-            common.resync,
-        )
-        .following_generations_for(common.trace_follow_window),
-        statefulsets,
-        deployments,
-        services,
-        config_maps,
-        disruption_budgets,
-        pods,
+        statefulsets: started.start(watches.statefulsets),
+        deployments: started.start(watches.deployments),
+        services: started.start(watches.services),
+        config_maps: started.start(watches.config_maps),
+        disruption_budgets: started.start(watches.disruption_budgets),
+        pods: started.start(watches.pods),
         pod_health: Arc::new(PodHealth::default()),
         build,
+        run: started.bookkeeping(RESOURCE_HANDLER_MANAGER, metrics),
     });
     tracing::info!("multigres-resource-handler is running");
     futures::future::join_all(starts.into_iter().map(|start| start(ctx.clone()))).await;

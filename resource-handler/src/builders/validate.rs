@@ -104,6 +104,8 @@ pub(super) fn name_length(
 ///
 /// The first `/`-separated component is the registry host when it contains `.` or `:`, is
 /// `localhost`, or has uppercase letters (the rule Docker uses). Returns why it is invalid.
+/// Written here rather than taken from `oci-spec`: its parser (0.8) answers "invalid reference
+/// format" for every malformed reference but an empty one, which does not say what to fix.
 fn check_image_reference(reference: &str) -> Result<(), String> {
     if reference.is_empty() {
         return Err("it is empty".to_string());

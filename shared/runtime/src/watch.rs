@@ -143,11 +143,6 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Cache<K> {
 pub struct CachesReady(Vec<tokio::sync::watch::Receiver<bool>>);
 
 impl CachesReady {
-    /// Readiness of the caches whose [`Cache::readiness`] is given.
-    pub fn new(caches: impl IntoIterator<Item = tokio::sync::watch::Receiver<bool>>) -> Self {
-        CachesReady(caches.into_iter().collect())
-    }
-
     /// Resolves once every cache holds its first full list; pending forever if a watch was
     /// stopped before that (the caller is being shut down).
     pub async fn wait(&self) {
@@ -156,6 +151,63 @@ impl CachesReady {
                 std::future::pending::<()>().await;
             }
         }
+    }
+}
+
+/// Starts a handler's shared watches in its watched scope and gathers their readiness, so its
+/// reconciles wait for every cache they read.
+pub struct WatchStarter<'a> {
+    common: &'a crate::cli::CommonArgs,
+    client: &'a kube::Client,
+    stop: crate::process::Stop,
+    ready: Vec<tokio::sync::watch::Receiver<bool>>,
+}
+
+impl<'a> WatchStarter<'a> {
+    pub fn new(
+        common: &'a crate::cli::CommonArgs,
+        client: &'a kube::Client,
+        stop: crate::process::Stop,
+    ) -> Self {
+        WatchStarter {
+            common,
+            client,
+            stop,
+            ready: Vec::new(),
+        }
+    }
+
+    /// Starts `watch` until the handler stops; returns its cache.
+    pub fn start<K>(&mut self, watch: SharedWatch<K>) -> Cache<K>
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+    {
+        let cache = watch.spawn(self.common.watch_api(self.client), self.stop.clone());
+        self.ready.push(cache.readiness());
+        cache
+    }
+
+    /// The skeleton's bookkeeping of a handler whose reconciles read (and wait for) every cache
+    /// started here, with the handler's resync and trace-follow settings.
+    pub fn bookkeeping(
+        self,
+        manager: &'static str,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> crate::reconcile::Bookkeeping {
+        crate::reconcile::Bookkeeping::new(
+            self.client.clone(),
+            manager,
+            CachesReady(self.ready),
+            metrics,
+            self.common.resync,
+        )
+        .following_generations_for(self.common.trace_follow_window)
     }
 }
 
