@@ -22,7 +22,7 @@ use multigres_telemetry::spans;
 use crate::aggregate::{ChildReport, Problem, core_status, sum};
 use crate::context::Context;
 use crate::error::Error;
-use crate::spec::{SpecError, check_len};
+use multigres_api::invalid::{InvalidSpec, name_length};
 
 /// The components a cell should have.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,11 +42,11 @@ fn labels(cell: &Cell, component: ComponentLabel) -> BTreeMap<String, String> {
 }
 
 /// Builds the three components of `cell` (pure).
-pub fn build(cell: &Cell) -> Result<CellChildren, SpecError> {
+pub fn build(cell: &Cell) -> Result<CellChildren, InvalidSpec> {
     let name = cell.name_any();
     let named = |component: ComponentLabel, max: usize, what: &str| {
         let child = cell_component_name(&name, component);
-        check_len(what, &child, max, "Cell").map(|()| child)
+        name_length(what, &child, max, "Cell").map(|()| child)
     };
     let gateway_name = named(ComponentLabel::Gateway, MAX_DNS_LABEL, "gateway Service")?;
     let orch_name = named(ComponentLabel::Orch, MAX_DNS_LABEL, "orch Service")?;
@@ -56,7 +56,7 @@ pub fn build(cell: &Cell) -> Result<CellChildren, SpecError> {
         "pooler StatefulSet",
     )?;
     let meta = |child: String, component| {
-        child_meta(cell, child, labels(cell, component)).ok_or(SpecError::NotStored)
+        child_meta(cell, child, labels(cell, component)).ok_or(InvalidSpec::NotStored)
     };
     Ok(CellChildren {
         gateway: MultiGateway {

@@ -27,8 +27,8 @@ use crate::aggregate::{ChildReport, Problem, core_status, sum};
 use crate::backup::ClaimState;
 use crate::context::Context;
 use crate::error::Error;
-use crate::spec::{SpecError, check_len};
 use crate::topology::State as TopologyState;
+use multigres_api::invalid::{InvalidSpec, name_length};
 
 /// How soon a cluster whose shard has no primary is looked at again.
 const NO_PRIMARY_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
@@ -159,23 +159,23 @@ fn etcd_spec(cluster: &MultigresCluster) -> EtcdSpec {
 
 /// Builds the children of `cluster` (pure). Checks every generated name fits its limit, so a
 /// too-long name is reported on the cluster instead of failing deep in a workload.
-pub fn build(cluster: &MultigresCluster) -> Result<ClusterChildren, SpecError> {
+pub fn build(cluster: &MultigresCluster) -> Result<ClusterChildren, InvalidSpec> {
     let name = cluster.name_any();
-    let ns = cluster.namespace().ok_or(SpecError::NotStored)?;
+    let ns = cluster.namespace().ok_or(InvalidSpec::NotStored)?;
     let etcd_name = cluster_etcd_name(&name);
-    check_len(
+    name_length(
         "etcd StatefulSet",
         &etcd_name,
         MAX_STATEFULSET_NAME,
         "MultigresCluster",
     )?;
-    check_len(
+    name_length(
         "etcd peer Service",
         &etcd_peer_service(&etcd_name),
         MAX_DNS_LABEL,
         "MultigresCluster",
     )?;
-    check_len(
+    name_length(
         "etcd client Service",
         &etcd_client_service(&etcd_name),
         MAX_DNS_LABEL,
@@ -187,7 +187,7 @@ pub fn build(cluster: &MultigresCluster) -> Result<ClusterChildren, SpecError> {
             etcd_name.clone(),
             child_labels(ComponentLabel::Etcd, &name, None),
         )
-        .ok_or(SpecError::NotStored)?,
+        .ok_or(InvalidSpec::NotStored)?,
         spec: etcd_spec(cluster),
         status: None,
     };
@@ -197,7 +197,7 @@ pub fn build(cluster: &MultigresCluster) -> Result<ClusterChildren, SpecError> {
     };
     let password_ref = password_secret_ref(cluster);
     let backup = crate::backup::for_poolers(cluster);
-    check_len(
+    name_length(
         "password Secret",
         &password_ref.name,
         MAX_DNS_SUBDOMAIN,
@@ -216,16 +216,16 @@ pub fn build(cluster: &MultigresCluster) -> Result<ClusterChildren, SpecError> {
     let mut cells = Vec::with_capacity(templates.len());
     for template in templates {
         if !seen.insert(template.name.as_str()) {
-            return Err(SpecError::DuplicateCell(template.name.clone()));
+            return Err(InvalidSpec::DuplicateCell(template.name.clone()));
         }
         let cell_name = cell_object_name(&name, &template.name);
         let owner = "MultigresCluster or the cell";
-        check_len("Cell", &cell_name, MAX_DNS_LABEL, owner)?;
+        name_length("Cell", &cell_name, MAX_DNS_LABEL, owner)?;
         let pooler = cell_component_name(&cell_name, ComponentLabel::Pooler);
-        check_len("pooler StatefulSet", &pooler, MAX_STATEFULSET_NAME, owner)?;
+        name_length("pooler StatefulSet", &pooler, MAX_STATEFULSET_NAME, owner)?;
         for component in [ComponentLabel::Gateway, ComponentLabel::Orch] {
             let child = cell_component_name(&cell_name, component);
-            check_len(
+            name_length(
                 &format!("{} Service", component.as_str()),
                 &child,
                 MAX_DNS_LABEL,
@@ -238,7 +238,7 @@ pub fn build(cluster: &MultigresCluster) -> Result<ClusterChildren, SpecError> {
                 cell_name,
                 child_labels(ComponentLabel::Cell, &name, Some(&template.name)),
             )
-            .ok_or(SpecError::NotStored)?,
+            .ok_or(InvalidSpec::NotStored)?,
             spec: CellSpec {
                 name: template.name.clone(),
                 topo: topo.clone(),
@@ -678,12 +678,17 @@ mod tests {
             serde_json::json!({"cells": [{"name": "zone-a"}]}),
         ))
         .expect_err("too long");
-        let SpecError::NameTooLong { what, max, .. } = &err else {
+        let InvalidSpec::NameTooLong { object, max, .. } = &err else {
             panic!("{err:?}")
         };
+        let pooler =
+            cell_component_name(&cell_object_name(&long, "zone-a"), ComponentLabel::Pooler);
         assert_eq!(
-            (what.as_str(), *max),
-            ("pooler StatefulSet", MAX_STATEFULSET_NAME)
+            (object.as_str(), *max),
+            (
+                format!("pooler StatefulSet \"{pooler}\"").as_str(),
+                MAX_STATEFULSET_NAME
+            )
         );
         assert_eq!(err.reason(), "NameTooLong");
         assert!(err.to_string().contains("shorten the name"), "{err}");
@@ -743,7 +748,7 @@ mod tests {
             serde_json::json!({"cells": [{"name": "a"}, {"name": "a"}]}),
         ))
         .expect_err("dup");
-        assert_eq!(err, SpecError::DuplicateCell("a".into()));
+        assert_eq!(err, InvalidSpec::DuplicateCell("a".into()));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use crate::spec::SpecError;
+use multigres_api::invalid::InvalidSpec;
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -11,7 +11,7 @@ pub enum Error {
     Spec {
         object: String,
         #[source]
-        source: SpecError,
+        source: InvalidSpec,
     },
 
     /// The postgres password Secret is missing or wrong; the children wait for it.

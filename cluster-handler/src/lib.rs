@@ -10,5 +10,4 @@ mod context;
 mod error;
 mod password;
 pub mod run;
-mod spec;
 mod topology;

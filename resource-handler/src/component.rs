@@ -6,12 +6,13 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Resource;
 use kube::core::NamespaceResourceScope;
 use multigres_api::crd::ComponentStatus;
+use multigres_api::invalid::InvalidSpec;
 use multigres_api::meta::ComponentLabel;
 use multigres_api::status::WithStatus;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::builders::{BuildContext, BuildError};
+use crate::builders::BuildContext;
 
 /// The main workload of a component.
 #[derive(Clone, Debug)]
@@ -67,7 +68,7 @@ pub trait Component:
 
     /// The objects this component should have with this handler's settings `ctx`, or why they
     /// cannot be built.
-    fn build(&self, ctx: &BuildContext) -> Result<Workloads, BuildError>;
+    fn build(&self, ctx: &BuildContext) -> Result<Workloads, InvalidSpec>;
 
     /// Whether a new StatefulSet may start from claims made for another object (see
     /// [`crate::volumes`]). Only stateful kinds have the setting.

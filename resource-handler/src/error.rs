@@ -1,8 +1,8 @@
 //! Errors of a resource-handler reconcile.
 
+use multigres_api::invalid::InvalidSpec;
 use thiserror::Error;
 
-use crate::builders::BuildError;
 use crate::volumes::VolumesFromAnotherObject;
 
 #[derive(Debug, Error)]
@@ -12,7 +12,7 @@ pub enum Error {
     Build {
         object: String,
         #[source]
-        source: BuildError,
+        source: InvalidSpec,
     },
 
     /// Claims made for another object are where a new StatefulSet would look for its data.

@@ -3,8 +3,9 @@
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use multigres_api::crd::{Etcd, MultiGateway, MultiOrch, MultiPooler};
+use multigres_api::invalid::InvalidSpec;
 
-use super::{BuildError, UNTRACED};
+use super::UNTRACED;
 
 /// The object of `tests/golden/<case>.input.yaml`.
 pub(super) fn input<K: serde::de::DeserializeOwned>(case: &str) -> K {
@@ -136,7 +137,7 @@ fn a_cell_too_long_for_the_replication_name_is_refused() {
     pooler.spec.cell = "c".repeat(51);
     assert_eq!(
         super::pooler(&pooler, &UNTRACED).map(|_| ()),
-        Err(BuildError::CellNameTooLong {
+        Err(InvalidSpec::CellNameTooLong {
             cell: "c".repeat(51),
             len: 51,
             max: 50

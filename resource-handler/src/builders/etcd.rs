@@ -8,11 +8,12 @@
 use k8s_openapi::api::core::v1::Container;
 use multigres_api::crd::{Etcd, EtcdSpec};
 use multigres_api::defaults::{Component, ETCD_STORAGE_SIZE};
+use multigres_api::invalid::InvalidSpec;
 use multigres_api::meta::{ComponentLabel, etcd_client_service, etcd_peer_service};
 
+use super::EtcdObjects;
 use super::objects::{self, Owner, Port, ServiceKind};
 use super::pod::{self, POD_NAME_ENV, PodShape, Timing};
-use super::{BuildError, EtcdObjects};
 
 use super::BuildContext;
 use crate::component::{Workload, WorkloadKind, Workloads};
@@ -29,7 +30,7 @@ const DATA_DIR: &str = "/var/lib/etcd";
 const ETCD_BINARY: &str = "/usr/local/bin/etcd";
 
 /// The objects of `etcd`.
-pub fn etcd(etcd: &Etcd) -> Result<EtcdObjects, BuildError> {
+pub fn etcd(etcd: &Etcd) -> Result<EtcdObjects, InvalidSpec> {
     let owner = Owner::new(etcd, ComponentLabel::Etcd, None)?;
     let EtcdSpec {
         component,
@@ -151,7 +152,7 @@ impl crate::component::Component for Etcd {
     const LABEL: ComponentLabel = ComponentLabel::Etcd;
 
     /// etcd is not a Multigres process: the context (trace export) does not apply.
-    fn build(&self, _ctx: &BuildContext) -> Result<Workloads, BuildError> {
+    fn build(&self, _ctx: &BuildContext) -> Result<Workloads, InvalidSpec> {
         let EtcdObjects {
             statefulset,
             peer_service,

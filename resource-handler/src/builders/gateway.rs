@@ -2,11 +2,12 @@
 
 use multigres_api::crd::{MultiGateway, MultiGatewaySpec};
 use multigres_api::defaults::Component;
+use multigres_api::invalid::InvalidSpec;
 use multigres_api::meta::ComponentLabel;
 
 use super::objects::Port;
 use super::stateless::{self, Stateless};
-use super::{BuildContext, BuildError, DeploymentObjects};
+use super::{BuildContext, DeploymentObjects};
 
 use crate::component::{Workload, WorkloadKind, Workloads};
 
@@ -27,7 +28,7 @@ const POSTGRES: Port = Port {
 pub fn gateway(
     gateway: &MultiGateway,
     ctx: &BuildContext,
-) -> Result<DeploymentObjects, BuildError> {
+) -> Result<DeploymentObjects, InvalidSpec> {
     let MultiGatewaySpec {
         component,
         cell,
@@ -59,7 +60,7 @@ impl crate::component::Component for MultiGateway {
     const WORKLOAD: WorkloadKind = WorkloadKind::Deployment;
     const LABEL: ComponentLabel = ComponentLabel::Gateway;
 
-    fn build(&self, ctx: &BuildContext) -> Result<Workloads, BuildError> {
+    fn build(&self, ctx: &BuildContext) -> Result<Workloads, InvalidSpec> {
         let DeploymentObjects {
             deployment,
             service,

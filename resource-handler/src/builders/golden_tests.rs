@@ -7,7 +7,7 @@
 //!
 //! (They live inside the crate because integration tests cannot reach a binary's modules.)
 //! Cases named `*-traced` are built by a handler that exports traces (see [`traced`]).
-//! The errors are asserted in code below, one case per [`BuildError`] variant.
+//! The errors are asserted in code below, one case per [`InvalidSpec`] variant.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,14 +16,14 @@ use multigres_api::crd::{
     ComponentSpec, Etcd, EtcdSpec, MultiGateway, MultiGatewaySpec, MultiOrch, MultiOrchSpec,
     MultiPooler, MultiPoolerSpec, PoolerTemplate, StorageSpec, TopoSpec,
 };
+use multigres_api::invalid::InvalidSpec;
 use multigres_telemetry::config::{EndpointVariable, Protocol, SamplerConfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{
-    BuildContext, BuildError, DataPlaneTracing, DeploymentObjects, EtcdObjects, PoolerObjects,
-    UNTRACED,
+    BuildContext, DataPlaneTracing, DeploymentObjects, EtcdObjects, PoolerObjects, UNTRACED,
 };
 
 const CASES: &[&str] = &[
@@ -239,7 +239,7 @@ fn assert_owned_fields_only(doc: &Value, case: &str) {
     walk(doc, "", case);
 }
 
-// ---- One case per BuildError variant ----
+// ---- One case per InvalidSpec variant ----
 
 fn stored<K: kube::Resource<DynamicType = ()>>(mut object: K) -> K {
     let meta = object.meta_mut();
@@ -299,7 +299,7 @@ fn invalid_image_is_refused_naming_the_field() {
         super::gateway(&gateway_with("gw", component), &UNTRACED).expect_err("uppercase path");
     assert_eq!(
         err,
-        BuildError::InvalidImage {
+        InvalidSpec::InvalidImage {
             field: "spec.image",
             image: image.to_string(),
             reason: "the repository path component \"Team\" has uppercase letters, which only \
@@ -321,7 +321,7 @@ fn invalid_image_is_refused_naming_the_field() {
     )
     .expect_err("empty tag");
     assert!(
-        matches!(&err, BuildError::InvalidImage { field: "spec.postgresImage", image, .. } if image == "pgctld:"),
+        matches!(&err, InvalidSpec::InvalidImage { field: "spec.postgresImage", image, .. } if image == "pgctld:"),
         "{err:?}"
     );
 
@@ -359,7 +359,7 @@ fn invalid_storage_size_is_refused() {
         .expect_err(size);
         assert_eq!(
             err,
-            BuildError::InvalidStorageSize {
+            InvalidSpec::InvalidStorageSize {
                 size: size.to_string()
             }
         );
@@ -395,7 +395,7 @@ fn invalid_network_is_refused() {
         let err = super::pooler(&pooler, &UNTRACED).expect_err(network);
         assert_eq!(
             err,
-            BuildError::InvalidNetwork {
+            InvalidSpec::InvalidNetwork {
                 network: network.to_string()
             }
         );
@@ -412,7 +412,7 @@ fn invalid_name_is_refused() {
         let err = super::etcd(&etcd_named(name)).expect_err(name);
         assert_eq!(
             err,
-            BuildError::InvalidName {
+            InvalidSpec::InvalidName {
                 kind: "Etcd".to_string(),
                 name: name.to_string()
             }
@@ -429,7 +429,7 @@ fn names_too_long_are_refused_naming_the_object() {
     let err = super::etcd(&etcd_named(&name)).expect_err("long");
     assert_eq!(
         err,
-        BuildError::NameTooLong {
+        InvalidSpec::NameTooLong {
             object: format!("Service \"{name}-client\""),
             len: 65,
             max: 63,
@@ -443,7 +443,7 @@ fn names_too_long_are_refused_naming_the_object() {
     let err = super::etcd(&etcd_named(&name)).expect_err("long");
     assert_eq!(
         err,
-        BuildError::NameTooLong {
+        InvalidSpec::NameTooLong {
             object: format!("StatefulSet \"{name}\""),
             len: 53,
             max: 52,
@@ -462,7 +462,7 @@ fn names_too_long_are_refused_naming_the_object() {
         .expect_err("long");
     assert_eq!(
         err,
-        BuildError::NameTooLong {
+        InvalidSpec::NameTooLong {
             object: format!("Service \"{name}\""),
             len: 64,
             max: 63,
@@ -482,14 +482,14 @@ fn objects_not_stored_are_refused() {
     no_namespace.metadata.namespace = None;
     for etcd in [no_uid, no_namespace] {
         let err = super::etcd(&etcd).expect_err("not stored");
-        assert_eq!(err, BuildError::NotStored);
+        assert_eq!(err, InvalidSpec::NotStored);
         assert_eq!(err.reason(), "NotStored");
     }
     let mut gateway = gateway_with("gw", ComponentSpec::default());
     gateway.metadata.uid = None;
     assert_eq!(
         super::gateway(&gateway, &UNTRACED),
-        Err(BuildError::NotStored)
+        Err(InvalidSpec::NotStored)
     );
 }
 
@@ -525,7 +525,7 @@ fn validation_order_is_identity_then_names_then_images_then_storage() {
     pooler.metadata.uid = None;
     assert_eq!(
         super::pooler(&pooler, &UNTRACED),
-        Err(BuildError::NotStored)
+        Err(InvalidSpec::NotStored)
     );
 }
 

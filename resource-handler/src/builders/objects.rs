@@ -1,6 +1,7 @@
 //! The objects around the pods: metadata and ownership, Services, StatefulSets, Deployments,
 //! volume claim templates, ConfigMaps and PodDisruptionBudgets.
 
+use multigres_api::invalid::{InvalidSpec, name_length};
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
@@ -22,7 +23,6 @@ use multigres_api::meta::{
     selector_labels, standard_labels,
 };
 
-use super::BuildError;
 use super::validate;
 
 /// Name of the volume claim template (and pod volume) holding a stateful component's data.
@@ -58,14 +58,14 @@ impl Owner {
         object: &K,
         component: ComponentLabel,
         cell: Option<&str>,
-    ) -> Result<Self, BuildError> {
+    ) -> Result<Self, InvalidSpec> {
         let meta = object.meta();
         let (Some(name), Some(namespace), Some(reference)) = (
             meta.name.clone(),
             meta.namespace.clone(),
             controller_owner_ref(object),
         ) else {
-            return Err(BuildError::NotStored);
+            return Err(InvalidSpec::NotStored);
         };
         let kind = K::kind(&()).into_owned();
         validate::component_name(&kind, &name)?;
@@ -92,13 +92,13 @@ impl Owner {
     }
 
     /// Checks that a StatefulSet named like the owner leaves room for its pods' revision labels.
-    pub fn check_statefulset_name(&self) -> Result<(), BuildError> {
-        validate::name_length("StatefulSet", &self.name, MAX_STATEFULSET_NAME, &self.kind)
+    pub fn check_statefulset_name(&self) -> Result<(), InvalidSpec> {
+        name_length("StatefulSet", &self.name, MAX_STATEFULSET_NAME, &self.kind)
     }
 
     /// Metadata of a child object of kind `object_kind` named `name`, which must be a DNS label.
-    pub fn child_meta(&self, object_kind: &str, name: &str) -> Result<ObjectMeta, BuildError> {
-        validate::name_length(object_kind, name, MAX_DNS_LABEL, &self.kind)?;
+    pub fn child_meta(&self, object_kind: &str, name: &str) -> Result<ObjectMeta, InvalidSpec> {
+        name_length(object_kind, name, MAX_DNS_LABEL, &self.kind)?;
         Ok(ObjectMeta {
             name: Some(name.to_string()),
             namespace: Some(self.namespace.clone()),
@@ -152,7 +152,7 @@ pub(super) fn service(
     name: &str,
     kind: ServiceKind,
     ports: &[Port],
-) -> Result<Service, BuildError> {
+) -> Result<Service, InvalidSpec> {
     let metadata = owner.child_meta("Service", name)?;
     let (type_, cluster_ip, publish_not_ready_addresses) = match kind {
         ServiceKind::ClusterIp => (Some("ClusterIP".to_string()), None, None),
@@ -189,7 +189,7 @@ pub(super) fn data_claim(
     owner: &Owner,
     storage: Option<&StorageSpec>,
     default_size: &str,
-) -> Result<PersistentVolumeClaim, BuildError> {
+) -> Result<PersistentVolumeClaim, InvalidSpec> {
     let (size, storage_class_name) = match storage {
         Some(StorageSpec {
             size,
@@ -227,7 +227,7 @@ pub(super) fn statefulset(
     template: PodTemplateSpec,
     claim: PersistentVolumeClaim,
     retention: Option<VolumeRetention>,
-) -> Result<StatefulSet, BuildError> {
+) -> Result<StatefulSet, InvalidSpec> {
     owner.check_statefulset_name()?;
     Ok(StatefulSet {
         metadata: owner.child_meta("StatefulSet", &owner.name)?,
@@ -261,7 +261,7 @@ pub(super) fn deployment(
     owner: &Owner,
     replicas: i32,
     template: PodTemplateSpec,
-) -> Result<Deployment, BuildError> {
+) -> Result<Deployment, InvalidSpec> {
     Ok(Deployment {
         metadata: owner.child_meta("Deployment", &owner.name)?,
         spec: Some(DeploymentSpec {
@@ -279,7 +279,7 @@ pub(super) fn config_map(
     owner: &Owner,
     name: &str,
     data: BTreeMap<String, String>,
-) -> Result<ConfigMap, BuildError> {
+) -> Result<ConfigMap, InvalidSpec> {
     Ok(ConfigMap {
         metadata: owner.child_meta("ConfigMap", name)?,
         data: Some(data),
@@ -289,7 +289,7 @@ pub(super) fn config_map(
 
 /// A PodDisruptionBudget named like the owner over its workload's pods: a voluntary disruption
 /// (a node drain) evicts one pod at a time, so the other replicas keep serving meanwhile.
-pub(super) fn disruption_budget(owner: &Owner) -> Result<PodDisruptionBudget, BuildError> {
+pub(super) fn disruption_budget(owner: &Owner) -> Result<PodDisruptionBudget, InvalidSpec> {
     Ok(PodDisruptionBudget {
         metadata: owner.child_meta("PodDisruptionBudget", &owner.name)?,
         spec: Some(PodDisruptionBudgetSpec {

@@ -2,11 +2,12 @@
 
 use multigres_api::crd::{MultiOrch, MultiOrchSpec};
 use multigres_api::defaults::Component;
+use multigres_api::invalid::InvalidSpec;
 use multigres_api::meta::ComponentLabel;
 
 use super::objects::Port;
 use super::stateless::{self, Stateless};
-use super::{BuildContext, BuildError, DeploymentObjects};
+use super::{BuildContext, DeploymentObjects};
 
 use crate::component::{Workload, WorkloadKind, Workloads};
 
@@ -25,7 +26,7 @@ const GRPC: Port = Port {
 pub(super) const WATCH_TARGETS: &str = "--watch-targets=postgres/default/0-inf";
 
 /// The objects of `orch`.
-pub fn orch(orch: &MultiOrch, ctx: &BuildContext) -> Result<DeploymentObjects, BuildError> {
+pub fn orch(orch: &MultiOrch, ctx: &BuildContext) -> Result<DeploymentObjects, InvalidSpec> {
     let MultiOrchSpec {
         component,
         cell,
@@ -53,7 +54,7 @@ impl crate::component::Component for MultiOrch {
     const WORKLOAD: WorkloadKind = WorkloadKind::Deployment;
     const LABEL: ComponentLabel = ComponentLabel::Orch;
 
-    fn build(&self, ctx: &BuildContext) -> Result<Workloads, BuildError> {
+    fn build(&self, ctx: &BuildContext) -> Result<Workloads, InvalidSpec> {
         let DeploymentObjects {
             deployment,
             service,

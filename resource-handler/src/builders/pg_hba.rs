@@ -12,12 +12,13 @@
 //! open to the admin user alone (replication and rewind between poolers), from the allowed
 //! networks, with scram-sha-256 like every other line.
 
+use multigres_api::invalid::InvalidSpec;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, ConfigMapVolumeSource, Volume, VolumeMount};
 
 use super::objects::{self, Owner};
-use super::{BuildError, validate};
+use super::validate;
 
 /// The networks of an empty `spec.allowedNetworks`: every address, since pod IPs are not known
 /// in advance; the password and the admin-only lines still apply.
@@ -48,7 +49,7 @@ pub(super) fn flag() -> String {
 }
 
 /// The ConfigMap holding the template for `networks` (`spec.allowedNetworks`), checked first.
-pub(super) fn config_map(owner: &Owner, networks: &[String]) -> Result<ConfigMap, BuildError> {
+pub(super) fn config_map(owner: &Owner, networks: &[String]) -> Result<ConfigMap, InvalidSpec> {
     for network in networks {
         validate::network(network)?;
     }

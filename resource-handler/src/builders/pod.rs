@@ -1,6 +1,7 @@
 //! The pod template pieces every component shares: the pod-level settings of a
 //! [`ComponentSpec`], containers, ports, probes and the Multigres command-line flags.
 
+use multigres_api::invalid::InvalidSpec;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
@@ -13,7 +14,6 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use multigres_api::crd::{ComponentSpec, TopoSpec};
 use multigres_api::defaults::{Component, GLOBAL_TOPO_ROOT};
 
-use super::BuildError;
 use super::objects::{DATA_VOLUME, Owner, Port};
 use super::validate;
 
@@ -67,7 +67,7 @@ impl PodShape {
         component: Component,
         spec: &ComponentSpec,
         owner: &Owner,
-    ) -> Result<Self, BuildError> {
+    ) -> Result<Self, InvalidSpec> {
         // No `..`: a new ComponentSpec field does not compile until it is handled here.
         let ComponentSpec {
             image: _,

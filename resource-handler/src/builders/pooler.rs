@@ -25,6 +25,7 @@ use multigres_api::crd::{
     MultiPooler, MultiPoolerSpec, PoolerBackup, PoolerTemplate, SecretKeyRef,
 };
 use multigres_api::defaults::{BACKUP_PATH, Component, PGCTLD_IMAGE, POOLER_STORAGE_SIZE};
+use multigres_api::invalid::InvalidSpec;
 use multigres_api::meta::ComponentLabel;
 
 use super::objects::{self, Owner, Port, ServiceKind};
@@ -32,7 +33,7 @@ use super::otel::Origin;
 use super::pg_hba;
 use super::pod::{self, PodShape, Timing};
 use super::validate;
-use super::{BuildContext, BuildError, PoolerObjects};
+use super::{BuildContext, PoolerObjects};
 
 use crate::component::{Workload, WorkloadKind, Workloads};
 
@@ -98,7 +99,7 @@ fn service_id(statefulset: &str) -> String {
 }
 
 /// The objects of `pooler`.
-pub fn pooler(pooler: &MultiPooler, ctx: &BuildContext) -> Result<PoolerObjects, BuildError> {
+pub fn pooler(pooler: &MultiPooler, ctx: &BuildContext) -> Result<PoolerObjects, InvalidSpec> {
     let MultiPoolerSpec {
         pooler:
             PoolerTemplate {
@@ -118,7 +119,7 @@ pub fn pooler(pooler: &MultiPooler, ctx: &BuildContext) -> Result<PoolerObjects,
     } = &pooler.spec;
     let owner = Owner::new(pooler, ComponentLabel::Pooler, Some(cell))?;
     if cell.len() > MAX_CELL_LEN {
-        return Err(BuildError::CellNameTooLong {
+        return Err(InvalidSpec::CellNameTooLong {
             cell: cell.clone(),
             len: cell.len(),
             max: MAX_CELL_LEN,
@@ -373,7 +374,7 @@ impl crate::component::Component for MultiPooler {
     const WORKLOAD: WorkloadKind = WorkloadKind::StatefulSet;
     const LABEL: ComponentLabel = ComponentLabel::Pooler;
 
-    fn build(&self, ctx: &BuildContext) -> Result<Workloads, BuildError> {
+    fn build(&self, ctx: &BuildContext) -> Result<Workloads, InvalidSpec> {
         let PoolerObjects {
             statefulset,
             service,

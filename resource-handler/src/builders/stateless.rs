@@ -4,12 +4,13 @@
 use kube::Resource;
 use multigres_api::crd::{ComponentSpec, TopoSpec};
 use multigres_api::defaults::Component;
+use multigres_api::invalid::InvalidSpec;
 use multigres_api::meta::ComponentLabel;
 
 use super::objects::{self, Owner, Port, ServiceKind};
 use super::otel::Origin;
 use super::pod::{self, PodShape};
-use super::{BuildError, DataPlaneTracing, DeploymentObjects};
+use super::{DataPlaneTracing, DeploymentObjects};
 
 /// One Multigres binary of a cell, run as a Deployment.
 pub(super) struct Stateless<'a> {
@@ -34,7 +35,7 @@ pub(super) struct Stateless<'a> {
 pub(super) fn deployment_objects<K: Resource<DynamicType = ()>>(
     object: &K,
     stateless: Stateless<'_>,
-) -> Result<DeploymentObjects, BuildError> {
+) -> Result<DeploymentObjects, InvalidSpec> {
     let Stateless {
         component,
         label,

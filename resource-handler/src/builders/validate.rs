@@ -1,9 +1,8 @@
 //! Checks the CRD schema cannot express: image references, storage quantities, names.
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use multigres_api::invalid::InvalidSpec;
 use multigres_api::quantity;
-
-use super::BuildError;
 
 /// Longest image name (registry and path, without tag or digest) registries accept.
 const MAX_IMAGE_NAME: usize = 255;
@@ -11,8 +10,8 @@ const MAX_IMAGE_NAME: usize = 255;
 const MAX_TAG: usize = 128;
 
 /// Checks `image` (the value of spec field `field`) is a valid image reference.
-pub(super) fn image(field: &'static str, image: &str) -> Result<(), BuildError> {
-    check_image_reference(image).map_err(|reason| BuildError::InvalidImage {
+pub(super) fn image(field: &'static str, image: &str) -> Result<(), InvalidSpec> {
+    check_image_reference(image).map_err(|reason| InvalidSpec::InvalidImage {
         field,
         image: image.to_string(),
         reason,
@@ -23,7 +22,7 @@ pub(super) fn image(field: &'static str, image: &str) -> Result<(), BuildError> 
 /// such as `10.0.0.0/8`. The CRD checks the same with CEL; this guards what goes into
 /// pg_hba.conf when an object got past an older schema, since anything else on that line would
 /// be read as more pg_hba.conf.
-pub(super) fn network(network: &str) -> Result<(), BuildError> {
+pub(super) fn network(network: &str) -> Result<(), InvalidSpec> {
     let valid = network.split_once('/').is_some_and(|(address, prefix)| {
         let max = match address.parse::<std::net::IpAddr>() {
             Ok(std::net::IpAddr::V4(_)) => 32,
@@ -37,7 +36,7 @@ pub(super) fn network(network: &str) -> Result<(), BuildError> {
     if valid {
         Ok(())
     } else {
-        Err(BuildError::InvalidNetwork {
+        Err(InvalidSpec::InvalidNetwork {
             network: network.to_string(),
         })
     }
@@ -45,19 +44,19 @@ pub(super) fn network(network: &str) -> Result<(), BuildError> {
 
 /// Checks `size` is a whole number of bytes from 1Mi to 1Pi and returns it as a quantity. The
 /// CRD refuses anything else at apply; this guards objects that got past an older schema.
-pub(super) fn storage_size(size: &str) -> Result<Quantity, BuildError> {
+pub(super) fn storage_size(size: &str) -> Result<Quantity, InvalidSpec> {
     if quantity::is_storage_size(size) {
         Ok(Quantity(size.to_string()))
     } else {
-        Err(BuildError::InvalidStorageSize {
+        Err(InvalidSpec::InvalidStorageSize {
             size: size.to_string(),
         })
     }
 }
 
 /// Checks the name of a component object (of kind `kind`) can prefix the names of its Services:
-/// a DNS-1035 label, apart from length, which [`name_length`] checks per derived object.
-pub(super) fn component_name(kind: &str, name: &str) -> Result<(), BuildError> {
+/// a DNS-1035 label, apart from length, which `name_length` checks per derived object.
+pub(super) fn component_name(kind: &str, name: &str) -> Result<(), InvalidSpec> {
     let starts_with_letter = name.starts_with(|c: char| c.is_ascii_lowercase());
     let ends_alphanumeric = name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit());
     let allowed = name
@@ -66,29 +65,11 @@ pub(super) fn component_name(kind: &str, name: &str) -> Result<(), BuildError> {
     if starts_with_letter && ends_alphanumeric && allowed {
         Ok(())
     } else {
-        Err(BuildError::InvalidName {
+        Err(InvalidSpec::InvalidName {
             kind: kind.to_string(),
             name: name.to_string(),
         })
     }
-}
-
-/// Checks the derived object `object_kind` named `name` fits in `max` characters.
-pub(super) fn name_length(
-    object_kind: &str,
-    name: &str,
-    max: usize,
-    owner_kind: &str,
-) -> Result<(), BuildError> {
-    if name.len() <= max {
-        return Ok(());
-    }
-    Err(BuildError::NameTooLong {
-        object: format!("{object_kind} \"{name}\""),
-        len: name.len(),
-        max,
-        kind: owner_kind.to_string(),
-    })
 }
 
 /// Checks `reference` against the grammar of image references (as in
@@ -440,7 +421,7 @@ mod tests {
         for size in bad {
             assert_eq!(
                 storage_size(size),
-                Err(BuildError::InvalidStorageSize {
+                Err(InvalidSpec::InvalidStorageSize {
                     size: size.to_string()
                 }),
                 "{size}"
@@ -464,25 +445,12 @@ mod tests {
         ] {
             assert_eq!(
                 component_name("Etcd", name),
-                Err(BuildError::InvalidName {
+                Err(InvalidSpec::InvalidName {
                     kind: "Etcd".to_string(),
                     name: name.to_string()
                 }),
                 "{name}"
             );
         }
-    }
-
-    #[test]
-    fn name_lengths() {
-        assert_eq!(name_length("Service", &"a".repeat(63), 63, "Etcd"), Ok(()));
-        let err = name_length("Service", &"a".repeat(64), 63, "Etcd").expect_err("too long");
-        assert_eq!(err.reason(), "NameTooLong");
-        assert!(
-            err.to_string().ends_with(
-                "would have a name of 64 characters, more than the 63 allowed; shorten the name of the Etcd"
-            ),
-            "{err}"
-        );
     }
 }

@@ -5,6 +5,7 @@
 pub mod conditions;
 pub mod crd;
 pub mod defaults;
+pub mod invalid;
 pub mod meta;
 pub mod quantity;
 pub mod rbac;

@@ -139,14 +139,7 @@ pub fn fnv1a(text: &str) -> u64 {
 
 /// Names of a cell's component objects (`<cell object>-gateway` and so on).
 pub fn cell_component_name(cell_object: &str, component: ComponentLabel) -> String {
-    let suffix = match component {
-        ComponentLabel::Cell => "cell",
-        ComponentLabel::Etcd => "etcd",
-        ComponentLabel::Gateway => "gateway",
-        ComponentLabel::Orch => "orch",
-        ComponentLabel::Pooler => "pooler",
-    };
-    format!("{cell_object}-{suffix}")
+    format!("{cell_object}-{}", component.name_suffix())
 }
 
 /// Headless Service of the etcd members (peer traffic and stable pod DNS names).

@@ -44,6 +44,17 @@ impl ComponentLabel {
             Self::Pooler => "multipooler",
         }
     }
+
+    /// The suffix of a cell's object of this component (`<cell object>-gateway` and so on).
+    pub const fn name_suffix(self) -> &'static str {
+        match self {
+            Self::Cell => "cell",
+            Self::Etcd => "etcd",
+            Self::Gateway => "gateway",
+            Self::Orch => "orch",
+            Self::Pooler => "pooler",
+        }
+    }
 }
 
 /// CEL transition rule: the effective replica count (unset means the default, 3) never changes.
