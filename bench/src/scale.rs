@@ -8,11 +8,13 @@ use e2e::process::{Handler, metric_sum, metric_sum_by, peak_rss_kib};
 use e2e::wait_until;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, PostParams};
-use kube::core::{DynamicObject, GroupVersionKind};
+use kube::core::DynamicObject;
 use kube::discovery::ApiResource;
 use kube::{Api, Client, ResourceExt};
+use multigres_api::crd::{Cell, component_kinds};
 
 use crate::handlers::Identities;
 use crate::report::Report;
@@ -26,40 +28,17 @@ async fn writes(h: &Handler) -> u64 {
 
 /// Every object the operator made in `ns`, stripped to what a client would write.
 async fn made_objects(client: &Client, ns: &str) -> Vec<(ApiResource, DynamicObject)> {
-    let kinds: Vec<(GroupVersionKind, &str)> = vec![
-        (
-            GroupVersionKind::gvk("multigres.com", "v1alpha1", "Etcd"),
-            "etcds",
-        ),
-        (
-            GroupVersionKind::gvk("multigres.com", "v1alpha1", "Cell"),
-            "cells",
-        ),
-        (
-            GroupVersionKind::gvk("multigres.com", "v1alpha1", "MultiGateway"),
-            "multigateways",
-        ),
-        (
-            GroupVersionKind::gvk("multigres.com", "v1alpha1", "MultiOrch"),
-            "multiorchs",
-        ),
-        (
-            GroupVersionKind::gvk("multigres.com", "v1alpha1", "MultiPooler"),
-            "multipoolers",
-        ),
-        (
-            GroupVersionKind::gvk("apps", "v1", "StatefulSet"),
-            "statefulsets",
-        ),
-        (
-            GroupVersionKind::gvk("apps", "v1", "Deployment"),
-            "deployments",
-        ),
-        (GroupVersionKind::gvk("", "v1", "Service"), "services"),
-    ];
+    // The Cells and every component kind (the one list the handlers follow), then the workloads.
+    let kinds = [ApiResource::erase::<Cell>(&())]
+        .into_iter()
+        .chain(component_kinds())
+        .chain([
+            ApiResource::erase::<StatefulSet>(&()),
+            ApiResource::erase::<Deployment>(&()),
+            ApiResource::erase::<Service>(&()),
+        ]);
     let mut out = Vec::new();
-    for (gvk, plural) in kinds {
-        let ar = ApiResource::from_gvk_with_plural(&gvk, plural);
+    for ar in kinds {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
         for mut obj in api.list(&ListParams::default()).await.expect("list").items {
             let name = obj.name_any();
@@ -71,7 +50,7 @@ async fn made_objects(client: &Client, ns: &str) -> Vec<(ApiResource, DynamicObj
             };
             if let Some(data) = obj.data.as_object_mut() {
                 data.remove("status");
-                if plural == "services"
+                if ar.plural == "services"
                     && let Some(spec) = data.get_mut("spec").and_then(|s| s.as_object_mut())
                 {
                     for field in ["clusterIP", "clusterIPs"] {
