@@ -15,8 +15,9 @@ use multigres_api::meta::{
     MAX_STATEFULSET_NAME, cell_component_name, child_meta, object_ref, standard_labels,
 };
 use multigres_runtime::apply::Desired;
-use multigres_runtime::fanout::{describe, failures, only_going_away, written};
-use multigres_runtime::reconcile::{Bookkeeping, Outcome, Reconciler};
+use multigres_runtime::failure::CommonFailure;
+use multigres_runtime::fanout::written;
+use multigres_runtime::reconcile::{Bookkeeping, Failure, Outcome, Reconciler};
 use multigres_telemetry::spans;
 
 use crate::aggregate::{ChildReport, Problem, core_status, sum};
@@ -126,10 +127,11 @@ async fn observe(ctx: &Context, obj: &Cell) -> Result<Outcome<CellStatus, Error>
     let (problem, result) = match built {
         Err(source) => (
             Some(Problem::blocking(source.reason(), source.to_string())),
-            Err(Error::Spec {
+            Err(CommonFailure::InvalidSpec {
                 object: object.clone(),
                 source,
-            }),
+            }
+            .into()),
         ),
         Ok(CellChildren {
             gateway,
@@ -157,19 +159,13 @@ async fn observe(ctx: &Context, obj: &Cell) -> Result<Outcome<CellStatus, Error>
             );
             let writes = fan.join().await;
             ctx.run.events.children_written(obj, &writes).await;
-            let failed = failures(&writes);
             just_written = written(&writes);
-            if failed.is_empty() {
-                (None, Ok(()))
-            } else {
-                (
-                    Some(Problem::transient("ApplyFailed", describe(&failed))),
-                    Err(Error::Children {
-                        object: object.clone(),
-                        failed,
-                        going_away: only_going_away(&writes),
-                    }),
-                )
+            match CommonFailure::from_writes(&object, &writes) {
+                None => (None, Ok(())),
+                Some(failed) => (
+                    Some(Problem::transient(failed.reason(), failed.detail())),
+                    Err(failed.into()),
+                ),
             }
         }
     };

@@ -19,8 +19,9 @@ use multigres_api::meta::{
     generated_password_secret, is_controlled_by, object_ref, standard_labels,
 };
 use multigres_runtime::apply::Desired;
-use multigres_runtime::fanout::{describe, failures, only_going_away, written};
-use multigres_runtime::reconcile::{Bookkeeping, Outcome, Reconciler};
+use multigres_runtime::failure::CommonFailure;
+use multigres_runtime::fanout::written;
+use multigres_runtime::reconcile::{Bookkeeping, Failure, Outcome, Reconciler};
 use multigres_telemetry::spans;
 
 use crate::aggregate::{ChildReport, Problem, core_status, sum};
@@ -313,10 +314,11 @@ async fn observe(
         Err(source) => (
             None,
             Some(Problem::blocking(source.reason(), source.to_string())),
-            Err(Error::Spec {
+            Err(CommonFailure::InvalidSpec {
                 object: object.clone(),
                 source,
-            }),
+            }
+            .into()),
         ),
         Ok(children) => {
             if let Err(e) = ensure_prerequisites(ctx, obj).await {
@@ -360,7 +362,7 @@ async fn observe(
                 }
                 let writes = fan.join().await;
                 ctx.run.events.children_written(obj, &writes).await;
-                let failed = failures(&writes);
+                let failed = CommonFailure::from_writes(&object, &writes);
                 just_written = written(&writes);
                 let keep: BTreeSet<String> = children.cells.iter().map(|c| c.name_any()).collect();
                 let cleanup_span = tracing::info_span!(target: "multigres::cleanup", "cleanup", otel.name = "cleanup");
@@ -369,14 +371,10 @@ async fn observe(
                     delete_stale_cells(ctx, &ns, &uid, &keep, &object),
                 )
                 .await;
-                let (problem, result) = if !failed.is_empty() {
+                let (problem, result) = if let Some(failed) = failed {
                     (
-                        Some(Problem::transient("ApplyFailed", describe(&failed))),
-                        Err(Error::Children {
-                            object: object.clone(),
-                            failed: failed.clone(),
-                            going_away: only_going_away(&writes),
-                        }),
+                        Some(Problem::transient(failed.reason(), failed.detail())),
+                        Err(failed.into()),
                     )
                 } else {
                     match (topology, cleanup) {

@@ -1,18 +1,14 @@
 //! Errors of a cluster-handler reconcile.
 
+use multigres_runtime::failure::CommonFailure;
+use multigres_runtime::reconcile::Failure;
 use thiserror::Error;
-
-use multigres_api::invalid::InvalidSpec;
 
 #[derive(Debug, Error)]
 pub enum Error {
-    /// The spec cannot be fanned out; retrying will not help until it changes.
-    #[error("{object}: {source}")]
-    Spec {
-        object: String,
-        #[source]
-        source: InvalidSpec,
-    },
+    /// An invalid spec, children not written or a status not written, as in every handler.
+    #[error(transparent)]
+    Common(#[from] CommonFailure),
 
     /// The postgres password Secret is missing or wrong; the children wait for it.
     #[error("{object}: {source}")]
@@ -38,15 +34,6 @@ pub enum Error {
         source: crate::topology::TopologyError,
     },
 
-    /// Some children could not be written; the others were.
-    #[error("{object}: {}", multigres_runtime::fanout::describe(.failed))]
-    Children {
-        object: String,
-        failed: Vec<(String, String)>,
-        /// Each failed only because the namespace is being deleted.
-        going_away: bool,
-    },
-
     /// A child that is no longer wanted could not be deleted.
     #[error("{object}: deleting {target}: {source}")]
     Cleanup {
@@ -55,54 +42,43 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-
-    /// Writing the status failed.
-    #[error(transparent)]
-    Status(#[from] multigres_runtime::status::StatusWriteFailed),
 }
 
-impl multigres_runtime::reconcile::Failure for Error {
+impl Failure for Error {
     fn reason(&self) -> &'static str {
         match self {
-            Self::Spec { source, .. } => source.reason(),
+            Self::Common(e) => e.reason(),
             Self::Credentials { source, .. } => source.reason(),
             Self::Backup { source, .. } => source.reason(),
             Self::Topology { source, .. } => source.reason(),
-            Self::Children { .. } => "ApplyFailed",
             Self::Cleanup { .. } => "CleanupFailed",
-            Self::Status(_) => "StatusWriteFailed",
         }
     }
 
     /// Low-cardinality label for logs and metrics.
     fn category(&self) -> &'static str {
         match self {
-            Self::Spec { .. } => "invalid_spec",
+            Self::Common(e) => e.category(),
             Self::Credentials { .. } => "credentials",
             Self::Backup { .. } => "backup",
             Self::Topology { .. } => "topology",
-            Self::Children { .. } => "apply",
             Self::Cleanup { .. } => "cleanup",
-            Self::Status(_) => "status",
         }
     }
 
     fn user_must_act(&self) -> bool {
-        matches!(
-            self,
-            Self::Spec { .. } | Self::Credentials { .. } | Self::Backup { .. }
-        )
+        match self {
+            Self::Common(e) => e.user_must_act(),
+            Self::Credentials { .. } | Self::Backup { .. } => true,
+            Self::Topology { .. } | Self::Cleanup { .. } => false,
+        }
     }
 
     fn going_away(&self) -> bool {
         match self {
-            Self::Children { going_away, .. } => *going_away,
+            Self::Common(e) => e.going_away(),
             Self::Cleanup { source, .. } => multigres_runtime::gone::going_away(source),
-            Self::Status(failed) => multigres_runtime::gone::going_away(&failed.source),
-            Self::Spec { .. }
-            | Self::Credentials { .. }
-            | Self::Backup { .. }
-            | Self::Topology { .. } => false,
+            Self::Credentials { .. } | Self::Backup { .. } | Self::Topology { .. } => false,
         }
     }
 }

@@ -1,19 +1,17 @@
 //! Errors of a resource-handler reconcile.
 
-use multigres_api::invalid::InvalidSpec;
+use multigres_runtime::failure::CommonFailure;
+use multigres_runtime::reconcile::Failure;
 use thiserror::Error;
 
 use crate::volumes::VolumesFromAnotherObject;
 
 #[derive(Debug, Error)]
 pub enum Error {
-    /// The spec cannot be turned into workloads; retrying will not help until it changes.
-    #[error("{object}: {source}")]
-    Build {
-        object: String,
-        #[source]
-        source: InvalidSpec,
-    },
+    /// An invalid spec, workload objects not written or a status not written, as in every
+    /// handler.
+    #[error(transparent)]
+    Common(#[from] CommonFailure),
 
     /// Claims made for another object are where a new StatefulSet would look for its data.
     /// Retried with backoff: deleting them, or setting `adoptVolumes`, resolves it.
@@ -32,58 +30,43 @@ pub enum Error {
         source: kube::Error,
     },
 
-    /// Writing some of the workload objects failed.
-    #[error("{object}: {}", multigres_runtime::fanout::describe(.failed))]
-    Apply {
-        object: String,
-        /// `(Kind name, error)` of every object that could not be applied.
-        failed: Vec<(String, String)>,
-        /// Each failed only because the namespace is being deleted.
-        going_away: bool,
-    },
-
-    /// Writing the status failed.
-    #[error(transparent)]
-    Status(#[from] multigres_runtime::status::StatusWriteFailed),
-
     /// The object has no namespace (it was not read from the API server).
     #[error("{object}: not a namespaced object read from the API server")]
     NotStored { object: String },
 }
 
-impl multigres_runtime::reconcile::Failure for Error {
+impl Failure for Error {
     fn reason(&self) -> &'static str {
         match self {
-            Self::Build { source, .. } => source.reason(),
+            Self::Common(e) => e.reason(),
             Self::ForeignVolumes { .. } => crate::volumes::FOREIGN_VOLUMES_REASON,
             Self::ListClaims { .. } => "ListClaimsFailed",
-            Self::Apply { .. } => "ApplyFailed",
-            Self::Status(_) => "StatusWriteFailed",
             Self::NotStored { .. } => "NotStored",
         }
     }
 
     fn category(&self) -> &'static str {
         match self {
-            Self::Build { .. } => "invalid_spec",
+            Self::Common(e) => e.category(),
             Self::ForeignVolumes { .. } => "foreign_volumes",
             Self::ListClaims { .. } => "list",
-            Self::Apply { .. } => "apply",
-            Self::Status(_) => "status",
             Self::NotStored { .. } => "internal",
         }
     }
 
     fn user_must_act(&self) -> bool {
-        matches!(self, Self::Build { .. } | Self::ForeignVolumes { .. })
+        match self {
+            Self::Common(e) => e.user_must_act(),
+            Self::ForeignVolumes { .. } => true,
+            Self::ListClaims { .. } | Self::NotStored { .. } => false,
+        }
     }
 
     fn going_away(&self) -> bool {
         match self {
-            Self::Apply { going_away, .. } => *going_away,
+            Self::Common(e) => e.going_away(),
             Self::ListClaims { source, .. } => multigres_runtime::gone::going_away(source),
-            Self::Status(failed) => multigres_runtime::gone::going_away(&failed.source),
-            Self::Build { .. } | Self::ForeignVolumes { .. } | Self::NotStored { .. } => false,
+            Self::ForeignVolumes { .. } | Self::NotStored { .. } => false,
         }
     }
 }

@@ -10,7 +10,8 @@ use kube::{Api, Resource, ResourceExt};
 use multigres_api::crd::ComponentStatus;
 use multigres_api::meta::object_ref;
 use multigres_runtime::apply::Desired;
-use multigres_runtime::fanout::{FanOut, failures, only_going_away};
+use multigres_runtime::failure::CommonFailure;
+use multigres_runtime::fanout::FanOut;
 use multigres_runtime::reconcile::{Bookkeeping, Outcome, Reconciler};
 use multigres_telemetry::spans;
 use opentelemetry::KeyValue;
@@ -47,10 +48,11 @@ impl<C: Component> Reconciler<C> for Context {
         let (attempt, result) = match built {
             Err(source) => (
                 Attempt::Invalid(source.reason(), source.to_string()),
-                Err(Error::Build {
+                Err(CommonFailure::InvalidSpec {
                     object: object.clone(),
                     source,
-                }),
+                }
+                .into()),
             ),
             Ok(workloads) => check_and_apply(self, obj, &ns, &object, workloads).await,
         };
@@ -139,15 +141,10 @@ async fn apply_all<C: Component>(
     }
     let writes = fan.join().await;
     ctx.run.events.children_written(obj, &writes).await;
-    let failed = failures(&writes);
-    if failed.is_empty() {
-        return Ok(());
+    match CommonFailure::from_writes(object, &writes) {
+        None => Ok(()),
+        Some(failed) => Err(failed.into()),
     }
-    Err(Error::Apply {
-        object: object.to_string(),
-        failed,
-        going_away: only_going_away(&writes),
-    })
 }
 
 /// Starts applying `desired`, compared with the cached live object of its name.

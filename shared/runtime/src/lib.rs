@@ -7,6 +7,7 @@ pub mod apply;
 pub mod cli;
 pub mod client;
 pub mod events;
+pub mod failure;
 pub mod fanout;
 pub mod gone;
 pub mod kubeconnect;

@@ -29,6 +29,7 @@ use serde::de::DeserializeOwned;
 use tracing::Level;
 
 use crate::events::EventRecorder;
+use crate::failure::CommonFailure;
 use crate::fanout::FanOut;
 use crate::metrics::Metrics;
 use crate::recent::RecentWrites;
@@ -130,7 +131,8 @@ impl Bookkeeping {
 
 /// What differs between controllers of kind `K`: how to build, apply and observe.
 pub trait Reconciler<K: WithStatus>: Send + Sync + 'static {
-    type Error: Failure + From<StatusWriteFailed>;
+    /// Wraps the [`CommonFailure`]s, so the skeleton can report a failed status write.
+    type Error: Failure + From<CommonFailure>;
 
     fn bookkeeping(&self) -> &Bookkeeping;
 
@@ -275,9 +277,11 @@ where
         &status,
     )
     .await
-    .map_err(|source| StatusWriteFailed {
-        object: object.clone(),
-        source,
+    .map_err(|source| {
+        CommonFailure::Status(StatusWriteFailed {
+            object: object.clone(),
+            source,
+        })
     })?;
     if written {
         tracing::info!(object, ready, "status updated");
