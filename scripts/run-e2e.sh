@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
 # Runs the end-to-end suites: starts the local control plane and Tempo with the real node
-# (building them on first use), builds the operator's image into that node, runs
-# `cargo test -p e2e`, and stops everything again even when
-# tests fail. The run fails when stopping leaves something behind.
+# (building them on first use), builds the operator's image into that node, runs the suites
+# (`cargo test -p e2e`, then the runtime crate's API-server tests), and stops everything again
+# even when tests fail. The run fails when stopping leaves something behind.
 # With E2E_USE_EXISTING=1 it runs against $KUBECONFIG (and $TEMPO_URL) and starts nothing.
+# Arguments go to the test binaries (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
+
+# The e2e crate's suites, then the runtime crate's tests that need an API server (`cargo test`
+# skips those: they are `#[ignore]`d). Both run even when the first fails.
+suites() {
+  local rc=0
+  $CARGO test --locked -p e2e --tests -- "$@" || rc=$?
+  $CARGO test --locked -p multigres-runtime --test api_server -- --ignored "$@" || rc=$?
+  return "$rc"
+}
 
 echo "[e2e] building the handler binaries" >&2
 $CARGO build --locked -p cluster-handler -p resource-handler
 
 if [[ ${E2E_USE_EXISTING:-0} == 1 ]]; then
   echo "[e2e] using the existing cluster at KUBECONFIG=${KUBECONFIG:-?}" >&2
-  exec $CARGO test --locked -p e2e --tests -- "$@"
+  suites "$@"
+  exit
 fi
 
 started=0
@@ -39,4 +50,4 @@ started=1
 # a cold build does not count against that test's deadlines.
 echo "[e2e] building the operator image and importing it into the real node" >&2
 e2e/scripts/operator-image.sh --import >/dev/null
-$CARGO test --locked -p e2e --tests -- "$@"
+suites "$@"

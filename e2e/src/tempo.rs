@@ -281,9 +281,44 @@ pub fn new_ids() -> (String, String) {
     (format!("{a:032x}"), format!("{:016x}", (b as u64) | 1))
 }
 
+/// The `(trace id, span id)` of a version-00 W3C `traceparent` value, as Tempo shows them; `None`
+/// for anything else. Read independently of the handlers' own parser, which is under test.
+pub fn traceparent_ids(value: &str) -> Option<(String, String)> {
+    let fields: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    match fields[..] {
+        ["00", trace, span, flags] if hex(trace, 32) && hex(span, 16) && hex(flags, 2) => {
+            Some((trace.to_string(), span.to_string()))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_ids_of_a_traceparent() {
+        let (trace, span) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
+        assert_eq!(
+            traceparent_ids(&format!("00-{trace}-{span}-01")),
+            Some((trace.to_string(), span.to_string()))
+        );
+        for bad in [
+            format!("01-{trace}-{span}-01"),
+            format!("00-{trace}-{span}"),
+            format!("00-{trace}-{span}-01-x"),
+            format!("00-{}-{span}-01", trace.to_uppercase()),
+            format!("00-{trace}-{}-01", &span[1..]),
+        ] {
+            assert_eq!(traceparent_ids(&bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn counts_the_most_spans_running_at_once() {

@@ -16,11 +16,10 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use multigres_api::crd::{Cell, Etcd, MultigresCluster};
-use multigres_api::meta::{cell_object_name, cluster_etcd_name};
-use multigres_api::samples::{load, samples_dir};
-use multigres_telemetry::propagation::{
-    TRACEPARENT_ANNOTATION, TRACEPARENT_TS_ANNOTATION, parse_traceparent,
+use multigres_api::meta::{
+    TRACEPARENT_ANNOTATION, TRACEPARENT_TS_ANNOTATION, cell_object_name, cluster_etcd_name,
 };
+use multigres_api::samples::{load, samples_dir};
 use serde_json::json;
 
 const RH: &str = "multigres-resource-handler";
@@ -98,7 +97,7 @@ async fn a_cluster_handler_killed_mid_job_is_finished_by_its_restart_without_dup
             .get(TRACEPARENT_ANNOTATION)
             .cloned()
             .expect("a stamped Cell");
-        let old = parse_traceparent(&old_context).expect("a valid context");
+        let (old_trace, old_span) = e2e::tempo::traceparent_ids(&old_context).expect("a valid context");
 
         // The restart, then the resource-handler: the job is finished.
         let second = start_handler("cluster-handler", Some(&ns), &args, traced.clone()).await;
@@ -138,7 +137,7 @@ async fn a_cluster_handler_killed_mid_job_is_finished_by_its_restart_without_dup
             for id in &ids {
                 let spans = tempo.trace(id).await?.unwrap_or_default();
                 match spans.into_iter().find(|s| s.is_root() && s.name == "reconcile Cell" && s.service == CH) {
-                    Some(root) if root.links.iter().any(|(trace, _)| trace == &old.trace_id().to_string()) => return Ok(root),
+                    Some(root) if root.links.iter().any(|(trace, _)| trace == &old_trace) => return Ok(root),
                     Some(root) => seen.push(format!("{id}: links {:?}", root.links)),
                     None => seen.push(format!("{id}: no root reconcile Cell in Tempo yet")),
                 }
@@ -152,7 +151,7 @@ async fn a_cluster_handler_killed_mid_job_is_finished_by_its_restart_without_dup
         })
         .await;
         assert!(
-            root.links.contains(&(old.trace_id().to_string(), old.span_id().to_string())),
+            root.links.contains(&(old_trace.clone(), old_span.clone())),
             "links {:?}, want the old apply span {}",
             root.links,
             old_context

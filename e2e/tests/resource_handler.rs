@@ -381,66 +381,6 @@ async fn a_spec_the_builder_rejects_is_not_ready_with_a_reason_and_backs_off() {
     .await;
 }
 
-/// The handlers' shared watch caches hold objects without `managedFields` (the largest part of
-/// a cached workload, read by nothing), while the API server keeps them.
-#[tokio::test]
-async fn shared_watch_caches_hold_no_managed_fields() {
-    use futures::FutureExt;
-    use k8s_openapi::api::core::v1::ConfigMap;
-    use multigres_runtime::watch::SharedWatch;
-
-    let env = TestEnv::load();
-    let client = e2e::k8s::admin_client(&env).await;
-    with_namespace(&client, "cache-fields", |client, ns| async move {
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
-        let cm: ConfigMap = serde_json::from_value(json!({
-            "metadata": {"name": "cached", "labels": {LABEL_MANAGED_BY: RESOURCE_HANDLER_MANAGER}},
-            "data": {"a": "1"}
-        }))
-        .expect("config map");
-        let stored = api
-            .patch(
-                "cached",
-                &PatchParams::apply("e2e-cache"),
-                &Patch::Apply(&cm),
-            )
-            .await
-            .expect("apply config map");
-        assert!(
-            stored.metadata.managed_fields.is_some(),
-            "the API server returned no managedFields: {:?}",
-            stored.metadata
-        );
-
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let stop = async move {
-            let _ = stop_rx.await;
-        }
-        .boxed()
-        .shared();
-        let cache = SharedWatch::<ConfigMap>::new(RESOURCE_HANDLER_MANAGER).spawn(api, stop);
-        let cached = wait_until("the config map in the cache", TIMEOUT, || {
-            let cache = cache.clone();
-            async move {
-                cache
-                    .state()
-                    .into_iter()
-                    .find(|c| c.name_any() == "cached")
-                    .ok_or_else(|| format!("cache holds {} objects", cache.state().len()))
-            }
-        })
-        .await;
-        let _ = stop_tx.send(());
-        assert_eq!(
-            cached.metadata.managed_fields, None,
-            "cached object: {:?}",
-            cached.metadata
-        );
-        assert_eq!(cached.data, cm.data, "the rest of the object is kept");
-    })
-    .await;
-}
-
 /// `--max-concurrent-reconciles 1`: the MultiGateway controller's reconcile spans, read back
 /// from Tempo, never overlap, though six gateways arrive at once; and all six still converge.
 #[tokio::test]

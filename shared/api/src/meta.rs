@@ -29,6 +29,14 @@ pub const LABEL_CELL: &str = "multigres.com/cell";
 /// never, so this tells a claim left behind by an earlier object from one of our own.
 pub const LABEL_OWNER_UID: &str = "multigres.com/owner-uid";
 
+/// The W3C `traceparent` of the span that last wrote a child, so the child's reconcile joins that
+/// trace. Part of the objects' contract: users may set it too.
+pub const TRACEPARENT_ANNOTATION: &str = "multigres.com/traceparent";
+/// The W3C `tracestate` that goes with [`TRACEPARENT_ANNOTATION`].
+pub const TRACESTATE_ANNOTATION: &str = "multigres.com/tracestate";
+/// When [`TRACEPARENT_ANNOTATION`] was written (Unix seconds); older contexts are linked, not joined.
+pub const TRACEPARENT_TS_ANNOTATION: &str = "multigres.com/traceparent-ts";
+
 /// Longest name of a StatefulSet whose pods still get valid `controller-revision-hash` labels
 /// (name + '-' + 10-character hash ≤ 63).
 pub const MAX_STATEFULSET_NAME: usize = 52;

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
 
-pub const TRACEPARENT_ANNOTATION: &str = "multigres.com/traceparent";
-pub const TRACESTATE_ANNOTATION: &str = "multigres.com/tracestate";
-pub const TRACEPARENT_TS_ANNOTATION: &str = "multigres.com/traceparent-ts";
+pub use multigres_api::meta::{
+    TRACEPARENT_ANNOTATION, TRACEPARENT_TS_ANNOTATION, TRACESTATE_ANNOTATION,
+};
 
 /// How old an annotation may be for a new generation to join its trace.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(10 * 60);
