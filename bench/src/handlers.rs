@@ -4,8 +4,9 @@
 use e2e::TestEnv;
 use e2e::identity::{Identity, install_operator_identities};
 use e2e::process::{Handler, start_handler};
-use kube::Client;
-use kube::discovery::ApiResource;
+use kube::core::DynamicObject;
+use kube::{Client, ResourceExt};
+use multigres_api::meta::{CLUSTER_HANDLER_MANAGER, LABEL_MANAGED_BY};
 
 /// The handlers' own ServiceAccounts, as deployed. As the admin they would be exempt from the API
 /// server's priority and fairness while the controller-manager, which the pods' progress waits
@@ -38,10 +39,11 @@ impl Identities {
         )
     }
 
-    /// The identity that writes `ar` in the operator: the cluster-handler the multigres.com
-    /// resources, the resource-handler the workloads and Services.
-    pub fn writer_of(&self, ar: &ApiResource) -> &Client {
-        if ar.group == "multigres.com" {
+    /// The identity that wrote `obj` in the operator, by its managed-by label: the
+    /// cluster-handler its children and the claim and Secret a cluster needs first, the
+    /// resource-handler the workloads and Services.
+    pub fn writer_of(&self, obj: &DynamicObject) -> &Client {
+        if obj.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(CLUSTER_HANDLER_MANAGER) {
             &self.ch.client
         } else {
             &self.rh.client

@@ -8,13 +8,14 @@ use e2e::process::{Handler, metric_sum, metric_sum_by, peak_rss_kib};
 use e2e::wait_until;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, PostParams};
 use kube::core::DynamicObject;
 use kube::discovery::ApiResource;
 use kube::{Api, Client, ResourceExt};
 use multigres_api::crd::{Cell, component_kinds};
+use multigres_api::meta::{CLUSTER_HANDLER_MANAGER, LABEL_MANAGED_BY, LABEL_OWNER_UID};
 
 use crate::handlers::Identities;
 use crate::report::Report;
@@ -36,32 +37,52 @@ async fn made_objects(client: &Client, ns: &str) -> Vec<(ApiResource, DynamicObj
             ApiResource::erase::<StatefulSet>(&()),
             ApiResource::erase::<Deployment>(&()),
             ApiResource::erase::<Service>(&()),
-        ]);
+        ])
+        .map(|ar| (ar, ListParams::default()));
+    // What a cluster needs before its children: the backup claim and the password Secret. The
+    // StatefulSets' own data claims are made by Kubernetes, in both runs.
+    let prerequisites = [
+        ApiResource::erase::<PersistentVolumeClaim>(&()),
+        ApiResource::erase::<Secret>(&()),
+    ]
+    .map(|ar| {
+        let selector = format!("{LABEL_MANAGED_BY}={CLUSTER_HANDLER_MANAGER},!{LABEL_OWNER_UID}");
+        (ar, ListParams::default().labels(&selector))
+    });
     let mut out = Vec::new();
-    for ar in kinds {
+    for (ar, params) in prerequisites.into_iter().chain(kinds) {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
-        for mut obj in api.list(&ListParams::default()).await.expect("list").items {
-            let name = obj.name_any();
-            obj.metadata = kube::api::ObjectMeta {
-                name: Some(name),
-                labels: obj.metadata.labels.take(),
-                annotations: obj.metadata.annotations.take(),
-                ..Default::default()
-            };
-            if let Some(data) = obj.data.as_object_mut() {
-                data.remove("status");
-                if ar.plural == "services"
-                    && let Some(spec) = data.get_mut("spec").and_then(|s| s.as_object_mut())
-                {
-                    for field in ["clusterIP", "clusterIPs"] {
-                        spec.remove(field);
-                    }
-                }
-            }
-            out.push((ar.clone(), obj));
+        for obj in api.list(&params).await.expect("list").items {
+            out.push((ar.clone(), as_written(obj)));
         }
     }
     out
+}
+
+/// `obj` as a client writes it: name, labels and our annotations, no status, and nothing the
+/// API server or a controller filled in (a Service's address, a claim's volume).
+fn as_written(mut obj: DynamicObject) -> DynamicObject {
+    let name = obj.name_any();
+    let annotations = obj.metadata.annotations.take().map(|a| {
+        a.into_iter()
+            .filter(|(k, _)| !k.contains("kubernetes.io/"))
+            .collect()
+    });
+    obj.metadata = kube::api::ObjectMeta {
+        name: Some(name),
+        labels: obj.metadata.labels.take(),
+        annotations,
+        ..Default::default()
+    };
+    if let Some(data) = obj.data.as_object_mut() {
+        data.remove("status");
+        if let Some(spec) = data.get_mut("spec").and_then(|s| s.as_object_mut()) {
+            for field in ["clusterIP", "clusterIPs", "volumeName"] {
+                spec.remove(field);
+            }
+        }
+    }
+    obj
 }
 
 async fn workloads_ready(client: &Client, ns: &str, sts: usize, deploys: usize) {
@@ -244,7 +265,7 @@ Not run: {n} clusters need {needed} pods and the nodes hold {capacity} (raise th
     futures::stream::iter(objects.iter())
         .for_each_concurrent(CONCURRENCY, |(ar, obj)| {
             let api: Api<DynamicObject> =
-                Api::namespaced_with(ids.writer_of(ar).clone(), &floor_ns, ar);
+                Api::namespaced_with(ids.writer_of(obj).clone(), &floor_ns, ar);
             let mut obj = obj.clone();
             obj.metadata.namespace = Some(floor_ns.clone());
             async move {
@@ -265,4 +286,55 @@ Not run: {n} clusters need {needed} pods and the nodes hold {capacity} (raise th
         objects.len(),
         operator / floor,
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(value: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(value).expect("an object")
+    }
+
+    #[test]
+    fn a_bound_claim_is_written_again_unbound_with_only_our_annotations() {
+        let claim = object(json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {
+                "name": "shop-backups", "namespace": "prod", "uid": "u", "resourceVersion": "7",
+                "labels": {LABEL_MANAGED_BY: CLUSTER_HANDLER_MANAGER},
+                "annotations": {"pv.kubernetes.io/bind-completed": "yes", "multigres.com/traceparent": "x"},
+                "ownerReferences": [{"apiVersion": "multigres.com/v1alpha1", "kind": "MultigresCluster", "name": "shop", "uid": "c"}]
+            },
+            "spec": {"accessModes": ["ReadWriteMany"], "volumeName": "pv-1"},
+            "status": {"phase": "Bound"}
+        }));
+        let written = as_written(claim);
+        assert_eq!(
+            serde_json::to_value(&written).expect("json"),
+            json!({
+                "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {
+                    "name": "shop-backups",
+                    "labels": {LABEL_MANAGED_BY: CLUSTER_HANDLER_MANAGER},
+                    "annotations": {"multigres.com/traceparent": "x"}
+                },
+                "spec": {"accessModes": ["ReadWriteMany"]}
+            })
+        );
+    }
+
+    #[test]
+    fn a_service_is_written_again_without_its_address() {
+        let service = object(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "gw"},
+            "spec": {"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1"], "ports": [{"port": 5432}]}
+        }));
+        assert_eq!(
+            serde_json::to_value(as_written(service)).expect("json")["spec"],
+            json!({"ports": [{"port": 5432}]})
+        );
+    }
 }
