@@ -98,6 +98,21 @@ impl SamplerConfig {
         }
     }
 
+    /// The sampler an `OTEL_TRACES_SAMPLER` value names (any case), ratios at 1.0.
+    fn named(value: &str) -> Option<Self> {
+        let value = value.to_ascii_lowercase();
+        [
+            Self::AlwaysOn,
+            Self::AlwaysOff,
+            Self::TraceIdRatio(1.0),
+            Self::ParentBasedAlwaysOn,
+            Self::ParentBasedAlwaysOff,
+            Self::ParentBasedTraceIdRatio(1.0),
+        ]
+        .into_iter()
+        .find(|s| s.name() == value)
+    }
+
     /// The `OTEL_TRACES_SAMPLER_ARG` value: the ratio of the ratio samplers.
     pub fn arg(self) -> Option<f64> {
         match self {
@@ -340,38 +355,22 @@ fn parse_sampler(
     get: &impl Fn(&str) -> Option<String>,
     warnings: &mut Vec<String>,
 ) -> SamplerConfig {
-    #[derive(Clone, Copy)]
-    enum Kind {
-        On,
-        Off,
-        Ratio,
-        PbOn,
-        PbOff,
-        PbRatio,
-    }
     // Standard names win over the design's aliases; an invalid value counts as unset.
-    let kind = ["OTEL_TRACES_SAMPLER", "OTEL_TRACE_SAMPLER"]
+    let sampler = ["OTEL_TRACES_SAMPLER", "OTEL_TRACE_SAMPLER"]
         .into_iter()
         .find_map(|name| {
             let value = get(name)?;
-            let kind = match value.to_ascii_lowercase().as_str() {
-                "always_on" => Kind::On,
-                "always_off" => Kind::Off,
-                "traceidratio" => Kind::Ratio,
-                "parentbased_always_on" => Kind::PbOn,
-                "parentbased_always_off" => Kind::PbOff,
-                "parentbased_traceidratio" => Kind::PbRatio,
-                _ => {
-                    warnings.push(format!(
-                        "{name}={value:?} is not a known sampler; ignoring it"
-                    ));
-                    return None;
-                }
-            };
-            Some(kind)
+            let sampler = SamplerConfig::named(&value);
+            if sampler.is_none() {
+                warnings.push(format!(
+                    "{name}={value:?} is not a known sampler; ignoring it"
+                ));
+            }
+            sampler
         })
         // OTEL_TRACE_SAMPLING_RATE alone implies this, which is also the default.
-        .unwrap_or(Kind::PbRatio);
+        .unwrap_or(SamplerConfig::ParentBasedTraceIdRatio(1.0));
+    // The ratio is read (and warned about) only for the samplers that take one.
     let mut ratio = || {
         ["OTEL_TRACES_SAMPLER_ARG", "OTEL_TRACE_SAMPLING_RATE"]
             .into_iter()
@@ -389,13 +388,12 @@ fn parse_sampler(
             })
             .unwrap_or(1.0)
     };
-    match kind {
-        Kind::On => SamplerConfig::AlwaysOn,
-        Kind::Off => SamplerConfig::AlwaysOff,
-        Kind::Ratio => SamplerConfig::TraceIdRatio(ratio()),
-        Kind::PbOn => SamplerConfig::ParentBasedAlwaysOn,
-        Kind::PbOff => SamplerConfig::ParentBasedAlwaysOff,
-        Kind::PbRatio => SamplerConfig::ParentBasedTraceIdRatio(ratio()),
+    match sampler {
+        SamplerConfig::TraceIdRatio(_) => SamplerConfig::TraceIdRatio(ratio()),
+        SamplerConfig::ParentBasedTraceIdRatio(_) => {
+            SamplerConfig::ParentBasedTraceIdRatio(ratio())
+        }
+        other => other,
     }
 }
 
