@@ -10,10 +10,11 @@ cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
 
 # The e2e crate's suites, then the runtime crate's tests that need an API server (`cargo test`
-# skips those: they are `#[ignore]`d). Both run even when the first fails.
+# skips those: they are `#[ignore]`d). Every suite runs even when one fails, so a run shows all
+# that failed.
 suites() {
   local rc=0
-  $CARGO test --locked -p e2e --tests -- "$@" || rc=$?
+  $CARGO test --locked --no-fail-fast -p e2e --tests -- "$@" || rc=$?
   $CARGO test --locked -p multigres-runtime --test api_server -- --ignored "$@" || rc=$?
   return "$rc"
 }

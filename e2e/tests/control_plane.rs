@@ -226,17 +226,23 @@ async fn deployment_gets_ready_pods_on_kwok_nodes() {
         for (node, _, _) in &ready_pods {
             assert!(ready_nodes.contains(node), "pod on unknown node {node}");
         }
-        let status = deployments
-            .get_status("web")
-            .await
-            .expect("deployment status")
-            .status
-            .unwrap_or_default();
-        assert_eq!(
-            status.ready_replicas,
-            Some(2),
-            "deployment status: {status:?}"
-        );
+        // The Deployment controller counts the ready pods after the kubelet reports them.
+        wait_until(
+            "the Deployment to count 2 ready replicas",
+            TIMEOUT,
+            || async {
+                let status = deployments
+                    .get_status("web")
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .status
+                    .unwrap_or_default();
+                (status.ready_replicas == Some(2))
+                    .then_some(())
+                    .ok_or(format!("deployment status: {status:?}"))
+            },
+        )
+        .await;
     })
     .await;
 }
